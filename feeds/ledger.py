@@ -129,6 +129,10 @@ LEDGER_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xlsm"})
 HEADER_SCAN_ROWS = 30
 EXCEL_EPOCH = datetime(1899, 12, 30)
 _DELIMITERS = (",", "\t", ";")
+_NO_HEADER = (
+    f"前{HEADER_SCAN_ROWS}行中找不到表头（需要 编号、诉求内容、受理时间 等列，"
+    "列名不同时可在 [feeds.columns] 中指定）"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE_RE = re.compile(
     r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
@@ -583,7 +587,7 @@ def _read_csv(
             if found is not None and (best is None or len(found[2]) > best[0]):
                 best = (len(found[2]), delimiter, head, found)
         if best is None:
-            raise adapters.FeedError(f"前{HEADER_SCAN_ROWS}行中找不到表头")
+            raise adapters.FeedError(_NO_HEADER)
         _, delimiter, head, (start, span, columns) = best
         titles = [c for row in head[:start] for c in row if c]
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -666,7 +670,7 @@ def _read_xlsx(
             records.extend(got)
             rejected.extend(bad)
         if not found_any:
-            raise adapters.FeedError(f"前{HEADER_SCAN_ROWS}行中找不到表头")
+            raise adapters.FeedError(_NO_HEADER)
         return records, rejected
     finally:
         book.close()
