@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
@@ -90,7 +91,7 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-def read(path: Path, config: dict[str, object] | None = None) -> Batch:
+def read(path: Path, config: Mapping[str, Any] | None = None) -> Batch:
     return read_ledger(path, config or {}, TOWNS)
 
 
@@ -219,7 +220,7 @@ def build_xlsx(path: Path) -> Path:
     sheet.merge_cells("B2:C2")
     for letter in "ADEFGHIJ":
         sheet.merge_cells(f"{letter}2:{letter}3")
-    data = [
+    data: list[list[object]] = [
         [1001, NAME, PHONE, "自来水管破裂", "石燕村", "基础设施", "已交办",
          datetime(2026, 3, 5, 9, 30), None, "√"],
         [None] * 10,
