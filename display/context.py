@@ -1,0 +1,125 @@
+"""The per-application state: everything a handler may reach, on one object.
+
+No globals: tests build several apps side by side, each with its own Context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from display.bus import Hub, Tailer
+from display.domain import PublicCase, local_date, now_utc
+from display.ingest import Ingestor
+from display.settings import Board, Settings
+from display.store import Store, open_store
+from display.workdays import WorkCalendar
+
+if TYPE_CHECKING:
+    from display.led.cache import FrameCache
+
+log = logging.getLogger("yizheng")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    hub: Hub
+    tailer: Tailer
+    calendar: WorkCalendar
+    ingestor: Ingestor
+    frames: FrameCache | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    runners: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _seen: dict[str, datetime] = field(default_factory=dict)
+    last_seen: dict[str, datetime] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Context:
+        hub = Hub()
+        holder: list[Tailer] = []
+        store = open_store(settings, on_commit=lambda: holder[0].wake() if holder else None)
+        tailer = Tailer(store, hub, settings.sse.poll_interval)
+        holder.append(tailer)
+        calendar = WorkCalendar(settings.deadlines.extra_holidays,
+                                settings.deadlines.extra_workdays)
+        return cls(settings=settings, store=store, hub=hub, tailer=tailer, calendar=calendar,
+                   ingestor=Ingestor(settings, store, calendar))
+
+    def days_left(self, case: PublicCase, today: date | None = None) -> int | None:
+        """Working days until the case is due; negative when overdue; None when closed."""
+        if not case.is_open or case.due_date is None:
+            return None
+        today = today or local_date(now_utc())
+        return self.calendar.workdays_between(today, case.due_date)
+
+    def board_seen(self, board_id: str) -> None:
+        """Cheap: noted in memory, written to the store in batches."""
+        now = now_utc()
+        self._seen[board_id] = now
+        self.last_seen[board_id] = now
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed", name)
+
+        self.tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def flush_seen(self) -> None:
+        seen, self._seen = self._seen, {}
+        await self.store.touch_boards(seen)
+
+    async def every(self, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run fn every `seconds` until the app stops; one failure does not end the loop."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), seconds)
+            if self.stop.is_set():
+                return
+            try:
+                await fn()
+            except Exception:
+                log.exception("periodic task failed")
+
+    async def stale_since(self, town: str | None) -> datetime | None:
+        """When the data for a town stopped being current: the oldest last success of a
+        pulled feed that is past its staleness limit. None when everything is current."""
+        states = {s.name: s for s in await self.store.feed_states()}
+        now = now_utc()
+        worst: datetime | None = None
+        for feed in self.settings.feeds:
+            if feed.kind == "webhook":
+                continue
+            st = states.get(feed.name)
+            last = st.last_success_at if st else None
+            if last is None or now - last > timedelta(seconds=feed.staleness):
+                if last is not None and (worst is None or last < worst):
+                    worst = last
+        return worst
+
+
+def board_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def board_profile(board: Board) -> dict[str, Any]:
+    return {
+        "kind": board.kind, "name": board.name, "width": board.width, "height": board.height,
+        "color": board.color, "font_size": board.font_size, "page_seconds": board.page_seconds,
+        "scroll_speed": board.scroll_speed, "content": list(board.content),
+        "brightness": [list(b) for b in board.brightness], "title": board.title,
+    }
