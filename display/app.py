@@ -19,7 +19,7 @@ from display.context import Context, board_profile
 from display.domain import local_date, now_utc
 from display.feedrun import start_feeds
 from display.settings import Settings
-from display.views import api, kiosk, push
+from display.views import api, kiosk, push, stream
 from display.web import SecurityHeadersMiddleware, templates_for
 
 log = logging.getLogger("yizheng")
@@ -91,7 +91,7 @@ async def shutdown(ctx: Context) -> None:
 
 
 def routes() -> list[BaseRoute]:
-    out: list[BaseRoute] = [*api.routes(), *kiosk.routes(), *push.routes()]
+    out: list[BaseRoute] = [*api.routes(), *stream.routes(), *kiosk.routes(), *push.routes()]
     try:
         from display.views import led
 

@@ -42,6 +42,8 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
     _seen: dict[str, datetime] = field(default_factory=dict)
     last_seen: dict[str, datetime] = field(default_factory=dict)
+    #: Boards staff registered in the admin (config boards live in settings.boards).
+    registered_boards: dict[str, Board] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -54,6 +56,13 @@ class Context:
                                 settings.deadlines.extra_workdays)
         return cls(settings=settings, store=store, hub=hub, tailer=tailer, calendar=calendar,
                    ingestor=Ingestor(settings, store, calendar))
+
+    def board(self, board_id: str) -> Board | None:
+        """A board from the configuration or registered by staff (admin)."""
+        return self.settings.board(board_id) or self.registered_boards.get(board_id)
+
+    def all_boards(self) -> list[Board]:
+        return [*self.settings.boards, *self.registered_boards.values()]
 
     def days_left(self, case: PublicCase, today: date | None = None) -> int | None:
         """Working days until the case is due; negative when overdue; None when closed."""

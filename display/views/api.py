@@ -12,8 +12,6 @@ from starlette.routing import BaseRoute, Route
 from display.domain import STAGES, now_utc
 from display.openapi import OPENAPI
 from display.panels import town_figures
-from display.sse import EventStream, last_event_id
-from display.store.base import Event
 from display.web import ctx_of, error
 
 MAX_LIMIT = 500
@@ -25,7 +23,7 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
                                  "access-control-allow-origin": "*"})
 
 
-def _town_param(request: Request) -> tuple[str | None, Response | None]:
+def town_param(request: Request) -> tuple[str | None, Response | None]:
     raw = request.query_params.get("town")
     if raw in (None, "", "all"):
         return None, None
@@ -47,7 +45,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 async def cases(request: Request) -> Response:
     ctx = ctx_of(request)
-    town, err = _town_param(request)
+    town, err = town_param(request)
     if err:
         return err
     stage = request.query_params.get("stage") or None
@@ -77,7 +75,7 @@ async def case(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     ctx = ctx_of(request)
-    town, err = _town_param(request)
+    town, err = town_param(request)
     if err:
         return err
     f = await town_figures(ctx, town)
@@ -116,22 +114,6 @@ async def healthz(request: Request) -> Response:
                   "subscribers": ctx.hub.count()})
 
 
-async def events(request: Request) -> Response:
-    ctx = ctx_of(request)
-    town, err = _town_param(request)
-    if err:
-        return err
-    last = last_event_id(request)
-    scope_key = f"town:{town}" if town else "*"
-
-    def match(e: Event) -> bool:
-        return town is None or e.town is None or e.town == town
-
-    return EventStream(hub=ctx.hub, store=ctx.store, scope_key=scope_key, match=match,
-                       last_id=last, heartbeat=ctx.settings.sse.heartbeat,
-                       retry_ms=ctx.settings.sse.retry_ms)
-
-
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/v1/cases", cases),
@@ -140,5 +122,4 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/boards", boards),
         Route("/api/openapi.json", openapi),
         Route("/healthz", healthz),
-        Route("/events", events),
     ]
