@@ -25,6 +25,7 @@ import httpx
 from feeds import httpclient
 from feeds.adapters import FeedError, TownMatcher
 from feeds.record import (
+    MAX_SUMMARY,
     OUTCOMES,
     STAGES,
     Batch,
@@ -410,6 +411,8 @@ class Open311Adapter:
                 if key in data:
                     data = data[key]
                     break
+            else:
+                data = None
             if isinstance(data, Mapping):  # one <request> in a non-list container
                 data = [data]
         if not isinstance(data, list):
@@ -621,7 +624,7 @@ class Open311Adapter:
             or _text(item.get("service_name"))
         )
         updated = item.get("updated_datetime") or None
-        notes: list[dict[str, Any]] = []
+        notes: list[Mapping[str, Any]] = []
         raw_notes = attr("notes")
         if isinstance(raw_notes, Mapping):
             raw_notes = raw_notes.get("note", [raw_notes])
@@ -629,19 +632,13 @@ class Open311Adapter:
                 raw_notes = [raw_notes]
         if isinstance(raw_notes, list):
             for note in raw_notes:
-                if not isinstance(note, Mapping):
-                    continue
-                at = note.get("datetime") or note.get("at")
-                text = _text(note.get("summary")) or _text(note.get("description"))
-                if at and text:
-                    notes.append({"at": at, "text": text})
+                if isinstance(note, Mapping):
+                    text = _text(note.get("summary")) or _text(note.get("description"))
+                    notes.append({"at": note.get("datetime") or note.get("at"), "text": text})
         status_notes = _text(item.get("status_notes"))
         if status_notes and updated:
             notes.append({"at": updated, "text": status_notes, "stage": stage})
-        notes.extend(dict(n) for n in extra_notes)
-        unique: dict[tuple[str, str], dict[str, Any]] = {}
-        for note in notes:
-            unique.setdefault((str(note["at"]), str(note["text"])), note)
+        notes.extend(extra_notes)
 
         name = _text(attr("requester_name")) or _person_name(
             _text(item.get("first_name")), _text(item.get("last_name"))
@@ -664,7 +661,7 @@ class Open311Adapter:
             "supervised": _flag(attr("supervised"), "supervised"),
             "satisfaction": _text(attr("satisfaction")),
             "withdrawn": target.withdrawn,
-            "notes": list(unique.values())[-100:],
+            "notes": _clean_notes(notes),
             "requester_name": name,
             "requester_phone": _text(attr("requester_phone")) or _text(item.get("phone")),
             "requester_address": _text(attr("requester_address")),
@@ -672,6 +669,25 @@ class Open311Adapter:
         if stage in _AFTER_RESOLVED and data["outcome"] is None and status_text == "closed":
             data["outcome"] = "resolved"
         return record_from_mapping(data)
+
+
+def _clean_notes(notes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Notes in time order, once each (several sources may report the same update),
+    the latest 100. A note without a readable time or text is dropped, not the case."""
+    unique: dict[tuple[datetime, str], dict[str, Any]] = {}
+    for note in notes:
+        text = _text(note.get("text"))
+        if not text or not note.get("at"):
+            continue
+        try:
+            at = parse_datetime(note["at"], "notes.at")
+        except RecordError:
+            continue
+        key = (at, text)
+        stage = note.get("stage")
+        if key not in unique or (stage and not unique[key].get("stage")):
+            unique[key] = {"at": at, "text": text[:MAX_SUMMARY], "stage": stage}
+    return sorted(unique.values(), key=lambda n: n["at"])[-100:]
 
 
 def _error_list(data: Any) -> str:

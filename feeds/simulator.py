@@ -412,6 +412,7 @@ class Simulator:
         case.updates.append(SimUpdate(self._update_seq, at, case.status, text))
 
     def _step(self, case: SimCase, at: datetime) -> bool:
+        at = at.replace(microsecond=0)  # Open311 times have whole seconds
         index = _STAGE_ORDER.index(case.stage)
         if index + 1 >= len(_STAGE_ORDER) or case.withdrawn_status:
             return False
