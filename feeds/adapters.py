@@ -7,6 +7,7 @@ in the batch and the rest goes on.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -55,6 +56,8 @@ def _simulator(name: str, config: Mapping[str, Any], towns: Mapping[str, str]) -
 ADAPTERS: dict[str, AdapterFactory] = {
     "open311": _open311,
     "simulator": _simulator,
+    "ledger": lambda *a: importlib.import_module("feeds.ledger").LedgerAdapter(*a),
+    "jsonapi": lambda *a: importlib.import_module("feeds.jsonapi").JsonApiAdapter(*a),
 }
 
 
