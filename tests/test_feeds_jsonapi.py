@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from feeds.adapters import FeedError
+from feeds.adapters import Adapter, FeedError, build_adapter
 from feeds.jsonapi import JsonApiAdapter, get_path
 from feeds.record import SHANGHAI, Batch, Rejected
 
@@ -441,3 +441,9 @@ def test_get_path() -> None:
     missing = get_path(doc, "a.x")
     assert missing is get_path(doc, "a.b.5") is get_path(doc, "a.b.c.d")
     assert missing is not None
+
+
+def test_built_by_the_factory() -> None:
+    adapter: Adapter = build_adapter("county", "jsonapi", {"url": "http://127.0.0.1/x"}, TOWNS)
+    assert isinstance(adapter, JsonApiAdapter)
+    assert adapter.name == "county"

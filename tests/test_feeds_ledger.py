@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 from openpyxl.styles import Font
 
-from feeds.adapters import FeedError
+from feeds.adapters import Adapter, FeedError, build_adapter
 from feeds.ledger import (
     STATUS_WORDS,
     LedgerAdapter,
@@ -647,3 +647,9 @@ async def test_single_file_path_and_errors(tmp_path: Path) -> None:
         await LedgerAdapter("ledger", {"path": str(tmp_path / "nope")}, TOWNS).pull(None)
     with pytest.raises(FeedError, match="path"):
         LedgerAdapter("ledger", {}, TOWNS)
+
+
+def test_built_by_the_factory(tmp_path: Path) -> None:
+    adapter: Adapter = build_adapter("ledger", "ledger", {"path": str(tmp_path)}, TOWNS)
+    assert isinstance(adapter, LedgerAdapter)
+    assert adapter.name == "ledger"
