@@ -6,9 +6,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from display.domain import Notice, PublicCase, Stats
+from display.domain import Notice, PublicCase, Stats, local_date, now_utc
+from display.settings import Board
+
+if TYPE_CHECKING:
+    from display.context import Context
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,32 @@ def content_key(content: LedContent) -> str:
     ]
     blob = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def _display_order(item: tuple[PublicCase, int | None]) -> tuple[int, int, str]:
+    case, days_left = item
+    # Trouble first (overdue, then supervised), then the nearest deadline.
+    rank = 0 if case.overdue else 1 if case.supervised else 2
+    return (rank, days_left if days_left is not None else 10**6, case.no)
+
+
+async def load_content(ctx: Context, board: Board, *, case_limit: int = 40) -> LedContent:
+    """Gather a board's content from the store: the public projection only."""
+    now = now_utc()
+    town = ctx.settings.town(board.town) if board.town else None
+    slug = town.slug if town else None
+    stats = await ctx.store.stats(slug)
+    today = local_date(now)
+    rows = await ctx.store.list_cases(town=slug, open_only=True, limit=case_limit)
+    cases = sorted(((c, ctx.days_left(c, today)) for c in rows), key=_display_order)
+    notices = await ctx.store.list_notices(slug, live_at=now, limit=10)
+    urgent = next((n for n in notices if n.urgent), None)
+    return LedContent(
+        title=board.title,
+        town_name=town.name if town else ctx.settings.county_name,
+        stats=stats,
+        cases=tuple(cases),
+        notices=tuple(n for n in notices if not n.urgent),
+        urgent=urgent,
+        stale_since=await ctx.stale_since(slug),
+    )
