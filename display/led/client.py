@@ -29,7 +29,7 @@ RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """(event, data) pairs from an SSE response body."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for line in response.aiter_lines():
         if line == "":
             if data:
@@ -94,8 +94,9 @@ class BoardClient:
                 if self.fmt == "mono1" and "mono1" in page:
                     img = decode_raw(base64.b64decode(page["mono1"]), "mono1", w, h)
                 else:
-                    r = await self.http.get(f"{self.base}/frame.bin",
-                                            params={"format": self.fmt, "page": page["index"]})
+                    r = await self.http.get(
+                        f"{self.base}/frame.bin", params={"format": self.fmt, "page": page["index"]}
+                    )
                     r.raise_for_status()
                     self.fetches += 1
                     img = decode_raw(r.content, self.fmt, w, h)
@@ -114,9 +115,15 @@ def _base_url(url: str) -> str:
     return url
 
 
-async def led_client(url: str, out_dir: Path | None, fmt: str = "mono1",
-                     max_frames: int | None = None, *, out: TextIO | None = None,
-                     timeout: float = 30.0) -> int:
+async def led_client(
+    url: str,
+    out_dir: Path | None,
+    fmt: str = "mono1",
+    max_frames: int | None = None,
+    *,
+    out: TextIO | None = None,
+    connect_timeout: float = 30.0,
+) -> int:
     """Follow a board's frame stream; returns an exit status.
 
     `url` is the board's address (http://host/led/ID). Each `frame` event counts
@@ -130,15 +137,16 @@ async def led_client(url: str, out_dir: Path | None, fmt: str = "mono1",
     stream = out or sys.stdout
     base = _base_url(url)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     seen = 0
     failures = 0
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=None)) as http:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(connect_timeout, read=None)) as http:
         client = BoardClient(base, fmt, http)
         while max_frames is None or seen < max_frames:
             try:
-                async with http.stream("GET", f"{base}/events",
-                                       headers={"accept": "text/event-stream"}) as resp:
+                async with http.stream(
+                    "GET", f"{base}/events", headers={"accept": "text/event-stream"}
+                ) as resp:
                     if resp.status_code == 404:
                         print(f"yizheng: {base}: no such board", file=sys.stderr)
                         return 1
@@ -153,8 +161,10 @@ async def led_client(url: str, out_dir: Path | None, fmt: str = "mono1",
                             if out_dir is not None:
                                 img.save(out_dir / f"{doc['version']}-{index}.png")
                             else:
-                                stream.write(f"— {doc['board']} {doc['version']} "
-                                             f"第{index + 1}/{len(pages)}页 —\n")
+                                stream.write(
+                                    f"— {doc['board']} {doc['version']} "
+                                    f"第{index + 1}/{len(pages)}页 —\n"
+                                )
                                 draw_terminal(img, stream)
                         seen += 1
                         if max_frames is not None and seen >= max_frames:
@@ -162,7 +172,9 @@ async def led_client(url: str, out_dir: Path | None, fmt: str = "mono1",
             except (httpx.HTTPError, ValueError) as e:
                 delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
                 failures += 1
-                print(f"yizheng: {base}: {e.__class__.__name__}; reconnecting in {delay:g} s",
-                      file=sys.stderr)
+                print(
+                    f"yizheng: {base}: {e.__class__.__name__}; reconnecting in {delay:g} s",
+                    file=sys.stderr,
+                )
                 await asyncio.sleep(delay)
     return 0
