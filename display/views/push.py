@@ -54,10 +54,11 @@ async def push(request: Request) -> Response:
         return error(400, f"请求格式错误：{e}")
     counts = await ctx.ingestor.ingest(name, batch)
     invalid = [{"source_id": sid, "reason": reason} for sid, reason in counts.reasons]
-    status = 202 if batch.records or not invalid else 400
-    return JSONResponse({"accepted": len(batch.records) - (counts.quarantined -
-                                                           len(batch.rejected)),
-                         **counts.as_dict(), "invalid": invalid}, status_code=status)
+    accepted = counts.new + counts.changed + counts.unchanged + counts.withdrawn
+    # Some records stored: 202, listing the rest. Every record refused: 400.
+    status = 400 if invalid and not accepted else 202
+    return JSONResponse({"accepted": accepted, **counts.as_dict(), "invalid": invalid},
+                        status_code=status)
 
 
 def routes() -> list[BaseRoute]:
