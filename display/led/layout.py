@@ -153,8 +153,16 @@ def wrap(runs: Sequence[Run], font: BitmapFont, width: int, align: str = "left")
                 for item in piece:
                     cw = font.advance(item[0])
                     if line and line_w + cw > width:
+                        # Still no closing mark first, no opening mark last, when
+                        # moving one character down can avoid it.
+                        carry: Styled = []
+                        while len(line) > 1 and (
+                            (carry[0][0] if carry else item[0]) in NO_START or line[-1][0] in NO_END
+                        ):
+                            carry.insert(0, line.pop())
                         lines.append(line)
-                        line, line_w = [], 0
+                        line = carry
+                        line_w = sum(font.advance(c) for c, _ in carry)
                     line.append(item)
                     line_w += cw
         pending = []

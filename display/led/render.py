@@ -209,7 +209,8 @@ def _stats_block(s: Stats, lines: int) -> _Block:
     sp = [Run(" ")]
     first = [*received, *sp, *resolved, *sp, *rate]
     if lines < 4:
-        return _variants((_para(first),), (_para([*received, *sp, *resolved]),))
+        # Too narrow for all three: the rate says more than the count of resolved.
+        return _variants((_para(first),), (_para([*received, *sp, *rate]),))
     second = figure("在办", str(s.open))
     if s.overdue:
         second += sp + figure("超期", str(s.overdue), "overdue")
@@ -452,8 +453,7 @@ def render_board(board: Board, content: LedContent, *, now: datetime) -> Rendere
             _draw_line(strip, spec.marquee, font, 0, 0, palette)
             marquee = Marquee(strip, top, board.scroll_speed)
             img.paste(strip.crop((0, 0, board.width, size)), (0, top))
-            travel = (w - board.width) / board.scroll_speed
-            seconds = max(seconds, round(travel + 2 * MARQUEE_HOLD, 2))
+            seconds = max(seconds, marquee_seconds(w, board.width, board.scroll_speed))
             text = spec.marquee.text
         else:
             y = top
@@ -501,23 +501,44 @@ def page_at(rendered: RenderedBoard, now: datetime) -> LedPage:
     return pages[-1]
 
 
-def marquee_frames(
-    page: LedPage, width: int, height: int, frame_ms: int = 60
-) -> list[tuple[Image.Image, int]]:
-    """The frames of a marquee page with their durations in ms (hold, scroll, hold)."""
+def marquee_steps(
+    strip_width: int, width: int, speed: int, frame_ms: int = 60
+) -> tuple[list[int], int]:
+    """The x offsets of a marquee's frames and the time per moving frame (ms).
+
+    Offsets run from 0 (the text's start, as the PNG shows it) until the text's
+    end reaches the right edge. Frame times are multiples of 10 ms (GIF).
+    """
+    travel = max(0, strip_width - width)
+    step = max(1, round(speed * frame_ms / 1000))
+    ms = max(20, round(step * 1000 / speed / 10) * 10)
+    return [*range(0, travel, step), travel], ms
+
+
+def marquee_seconds(strip_width: int, width: int, speed: int) -> float:
+    """Hold, scroll, hold: how long the whole text takes to pass."""
+    offsets, ms = marquee_steps(strip_width, width, speed)
+    return (2 * round(MARQUEE_HOLD * 1000) + max(0, len(offsets) - 2) * ms) / 1000
+
+
+def marquee_frames(page: LedPage, width: int, height: int) -> list[tuple[Image.Image, int]]:
+    """The frames of a page with their durations in ms, adding up to `page.seconds`.
+
+    A static page is one frame; a marquee holds its start, scrolls, and holds
+    its end for whatever remains of the page's time.
+    """
+    total = round(page.seconds * 1000)
     m = page.marquee
     if m is None:
-        return [(page.image, round(page.seconds * 1000))]
-    travel = max(0, m.strip.width - width)
-    step = max(1, round(m.speed * frame_ms / 1000))
-    frame_ms = max(20, round(step * 1000 / m.speed / 10) * 10)
+        return [(page.image, total)]
+    offsets, ms = marquee_steps(m.strip.width, width, m.speed)
     hold = round(MARQUEE_HOLD * 1000)
-    offsets = [*range(0, travel, step), travel]
     frames: list[tuple[Image.Image, int]] = []
     for k, off in enumerate(offsets):
         img = page.image.copy()
         img.paste(0, (0, m.y, width, m.y + m.strip.height))
         img.paste(m.strip.crop((off, 0, off + width, m.strip.height)), (0, m.y))
-        ms = hold if k in (0, len(offsets) - 1) else frame_ms
-        frames.append((img, ms))
+        frames.append((img, hold if k == 0 else ms))
+    last_img, _ = frames[-1]
+    frames[-1] = (last_img, max(hold, total - sum(d for _, d in frames[:-1])))
     return frames
