@@ -14,6 +14,7 @@ import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageChops
@@ -199,7 +200,8 @@ def test_brightness_schedule_scales_lit_pixels() -> None:
     bright = render_board(board, sample_content(), now=day)
     dim = render_board(board, sample_content(), now=night)
     assert dim.brightness == 40 and dim.version != bright.version
-    top = max(max(c) for _, c in dim.pages[0].image.getcolors(4096) or [])
+    colors: Any = dim.pages[0].image.getcolors(4096) or []
+    top = max(max(c) for _, c in colors)
     assert top == round(255 * 0.4)
     assert next_change(board, day) == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # 20:00 local
     assert next_change(board, night) == datetime(2026, 3, 2, 16, 0, tzinfo=UTC)  # midnight
@@ -233,7 +235,7 @@ def _s(seconds: float):  # type: ignore[no-untyped-def]
 def test_gif_animates_pages_and_marquees() -> None:
     board = PROFILES["mono12-64x16"]
     r = render_board(board, sample_content(), now=AT)
-    gif = Image.open(io.BytesIO(to_gif(r.pages)))
+    gif: Any = Image.open(io.BytesIO(to_gif(r.pages)))
     assert gif.size == (64, 16)
     durations = []
     firsts = []

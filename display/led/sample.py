@@ -21,7 +21,9 @@ def sample_case(
     category: str | None = "道路交通",
     summary: str | None = None,
     town: str = "longshi",
-    **flags: bool,
+    overdue: bool = False,
+    supervised: bool = False,
+    sensitive: bool = False,
 ) -> PublicCase:
     return PublicCase(
         no=no,
@@ -32,7 +34,9 @@ def sample_case(
         updated_at=AT,
         category=category,
         summary=summary,
-        **flags,
+        overdue=overdue,
+        supervised=supervised,
+        sensitive=sensitive,
     )
 
 
