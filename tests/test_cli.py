@@ -1,0 +1,95 @@
+"""The `yizheng` command: every command has help, and the simple ones work end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from display.cli import build_parser, main
+from tests.conftest import settings_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+              ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                assert helps.get(name), f"yizheng {' '.join((*prefix, name))} has no help text"
+                out.append(((*prefix, name), sub))
+                out += _commands(sub, (*prefix, name))
+    return out
+
+
+def test_every_command_has_help_text() -> None:
+    commands = _commands(build_parser())
+    names = {" ".join(c) for c, _ in commands}
+    for expected in ["serve", "demo", "db migrate", "db backup", "feed run", "feed status",
+                     "import", "redact", "render", "led-client", "user add"]:
+        assert expected in names
+    for _, sub in commands:
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{sub.prog} {action.option_strings} has no help"
+
+
+def _toml(tmp_path: Path) -> Path:
+    data = settings_dict(tmp_path)
+    lines = [f'secret_key = "{data["secret_key"]}"',
+             "[database]", f'url = "{data["database"]["url"]}"']
+    for t in data["towns"]:
+        lines += ["[[towns]]", f'slug = "{t["slug"]}"', f'name = "{t["name"]}"']
+    lines += ["[[feeds]]", 'name = "push"', 'kind = "webhook"',
+              'secret = "test-push-secret-0123456789"']
+    path = tmp_path / "yizheng.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_db_migrate_then_backup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _toml(tmp_path)
+    assert main(["--config", str(config), "db", "migrate"]) == 0
+    assert "0001_initial" in capsys.readouterr().out
+    assert main(["--config", str(config), "db", "migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    backup = tmp_path / "backup.db"
+    assert main(["--config", str(config), "db", "backup", str(backup)]) == 0
+    assert backup.stat().st_size > 0
+    assert main(["--config", str(config), "db", "backup", str(backup)]) == 2  # no overwrite
+
+
+def test_bad_config_stops_with_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[deadlines]\ngeneral_workdays = "many"\n', encoding="utf-8")
+    assert main(["--config", str(bad), "db", "migrate"]) == 2
+    assert "deadlines.general_workdays" in capsys.readouterr().err
+
+
+def test_unknown_feed_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _toml(tmp_path)
+    assert main(["--config", str(config), "feed", "run", "nope", "--once"]) == 2
+    assert "no feed named 'nope'" in capsys.readouterr().err
+
+
+def test_redact_command_as_a_real_process(tmp_path: Path) -> None:
+    lines = "张兴九大爷反映路灯不亮，电话13812345678\n第二行没有个人信息\n"
+    done = subprocess.run([sys.executable, "-m", "display.cli", "redact"], input=lines,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          check=True)
+    out = done.stdout.splitlines()
+    assert len(out) == 2
+    assert "兴九" not in out[0] and "13812345678" not in out[0]
+    assert out[1] == "第二行没有个人信息"
+    done = subprocess.run([sys.executable, "-m", "display.cli", "redact", "--json"],
+                          input=lines, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60, check=True)
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first["spans"]
