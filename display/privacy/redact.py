@@ -1,0 +1,568 @@
+"""Redaction of personal information in Chinese appeal text.
+
+Rules are plain regular expressions and small character sets, compiled once at import.
+Every rule proposes spans of the normalised text; overlapping spans are merged, and the
+output is the normalised text with each span replaced. See docs/privacy.md for the policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from display.privacy.normalize import normalize
+from display.privacy.surnames import COMPOUND_SURNAMES, SINGLE_SURNAMES, WEAK_SURNAMES
+
+KINDS: frozenset[str] = frozenset(
+    {
+        "name",
+        "phone",
+        "landline",
+        "id_number",
+        "bank_card",
+        "plate",
+        "qq",
+        "wechat",
+        "email",
+        "address",
+        "hint",
+    }
+)
+
+# Replacements. Names follow the courts: the surname stays and the given name becomes one
+# 某, whatever its length (张兴九 → 张某), so the length of the given name is not disclosed.
+NAME_MASK = "某"
+NUMBER_MASK = "***"
+HINT_PLACE_MASK = "某处"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A removed stretch of the normalised input: [start, end) and what replaced it.
+
+    It never holds the removed text itself, so spans can be stored and logged.
+    """
+
+    start: int
+    end: int
+    kind: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """The safe text, and the spans of `normalize(input)` that were replaced to make it."""
+
+    text: str
+    spans: tuple[Span, ...]
+
+    @property
+    def changed(self) -> bool:
+        """True when something was redacted (normalisation alone does not count)."""
+        return bool(self.spans)
+
+
+# --------------------------------------------------------------------------- numbers
+
+# Separators people put inside numbers: spaces, hyphens, dots, middle dots, zero-width.
+_SEP = r"[ \t\u3000\-.·\u200b-\u200d\ufeff]"
+_NOT_AFTER_ALNUM = r"(?<![0-9A-Za-z])"
+_NOT_BEFORE_DIGIT = r"(?![0-9])"
+_DAY = r"(?:0[1-9]|[12]\d|3[01])"
+_MONTH = r"(?:0[1-9]|1[0-2])"
+
+_ID18_RE = re.compile(
+    _NOT_AFTER_ALNUM
+    + rf"\d{{6}}{_SEP}?(?:18|19|20)\d\d{_MONTH}{_DAY}{_SEP}?\d{{3}}[0-9Xx](?![0-9A-Za-z])"
+)
+_ID15_RE = re.compile(_NOT_AFTER_ALNUM + rf"\d{{6}}\d\d{_MONTH}{_DAY}\d{{3}}(?![0-9A-Za-z])")
+# Anything shaped like an 18-character ID that failed the date check is still masked.
+_ID_LIKE_RE = re.compile(_NOT_AFTER_ALNUM + r"\d{17}[Xx](?![0-9A-Za-z])")
+_BANK_RE = re.compile(
+    _NOT_AFTER_ALNUM
+    + r"(?:\d{16,19}|\d{4}(?:[ \-]\d{4}){3}(?:[ \-]?\d{1,3})?|\d{6}[ \-]\d{10,13})"
+    + r"(?![0-9A-Za-z])"
+)
+# Any long run of digits left over (order numbers, account numbers...): never shown.
+_LONG_DIGITS_RE = re.compile(_NOT_AFTER_ALNUM + r"\d{12,}" + _NOT_BEFORE_DIGIT)
+_MOBILE_RE = re.compile(
+    r"(?:(?<![0-9A-Za-z+])(?:\+|00)86[ \-]?|[(（]\+?86[)）][ \-]?|(?<![0-9A-Za-z]))"
+    rf"1[3-9]\d(?:{_SEP}{{0,2}}\d){{8}}" + _NOT_BEFORE_DIGIT
+)
+_LANDLINE_RE = re.compile(
+    r"(?:[(（]0\d{2,3}[)）][ \-]?|"
+    + _NOT_AFTER_ALNUM
+    + r"0\d{2,3}[ \-]?)[1-9]\d{6,7}"
+    + _NOT_BEFORE_DIGIT
+)
+_COLON = r"[ \t\u3000]*[:：]?[ \t\u3000]*(?:是|为)?[ \t\u3000]*[:：]?[ \t\u3000]*"
+_PHONE_LABEL_RE = re.compile(
+    r"(?i:电话|手机|座机|固话|联系方式|号码|tel|phone)(?:号码|号)?"
+    + _COLON
+    + rf"(\d(?:{_SEP}{{0,2}}\d){{4,}})"
+    + _NOT_BEFORE_DIGIT
+)
+_QQ_RE = re.compile(r"(?i:qq|扣扣)(?:号码|号)?" + _COLON + r"(\d{5,12})" + _NOT_BEFORE_DIGIT)
+_WECHAT_RE = re.compile(
+    r"(?i:微信|weixin|wechat|vx|v信|wx)(?:号码|号|id)?"
+    + _COLON
+    + r"([A-Za-z0-9][-_A-Za-z0-9]{4,19})(?![-_A-Za-z0-9])"
+)
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_PLATE_CHAR = "[A-HJ-NP-Za-hj-np-z0-9]"
+_PLATE_RE = re.compile(
+    rf"[{_PROVINCES}][A-Za-z]([ \-·•・.]?(?:[DFdf]{_PLATE_CHAR}\d{{4}}|\d{{5}}[DFdf]"
+    rf"|{_PLATE_CHAR}{{5}}|{_PLATE_CHAR}{{4}}[挂学警港澳]))(?![A-Za-z0-9])"
+)
+
+# --------------------------------------------------------------------------- addresses
+
+_NUM = r"\d{1,5}(?:-\d{1,5})?"
+_FIRST_UNIT = r"(?:号楼|号院|单元|组|社|号|栋|幢|座|室|楼)"
+_NEXT_UNIT = r"(?:号楼|号院|单元|组|社|号|栋|幢|座|室|楼|层)"
+_ADDRESS_RE = re.compile(
+    r"(?<![0-9A-Za-z\-.:/])"
+    rf"((?:附)?{_NUM}{_FIRST_UNIT})((?:(?:附|之)?{_NUM}{_NEXT_UNIT})*)"
+)
+# 三组, 十二社 only straight after a village or community name.
+_CN_GROUP_RE = re.compile(r"(?:(?<=村)|(?<=社区))[一二三四五六七八九十]{1,3}(?:组|社)")
+_DOOR_LABEL_RE = re.compile(r"门牌(?:号码|号)?" + _COLON + r"(\d{1,5}(?:-\d{1,5})?)")
+_DIGITS_IN_RE = re.compile(r"\d{1,5}(?:-\d{1,5})?")
+# A bare "12号" is a date after 月 and a document or line number after 第; and also a date
+# when a time of day follows.
+_DATE_AFTER_HAO_RE = re.compile(
+    r"(?:上午|下午|中午|晚上|早上|凌晨|晚|当天|当日|前后|之前|以前|之后|以后|起|至|到|左右|、\d)"
+)
+_NOT_ADDRESS_AFTER_HAO = "文令线字码位机球公通"
+
+# --------------------------------------------------------------------------- names
+
+# Honorifics and roles after a name: 张兴九大爷, 王小红阿姨, 陈明书记.
+_HONORIFICS = (
+    "大爷 大娘 大妈 大姐 大哥 大叔 大伯 大婶 大嫂 大姨 阿姨 阿婆 阿公 叔叔 伯伯 婆婆 爷爷 奶奶 "
+    "嬢嬢 孃孃 姐姐 哥哥 老汉 老太 老人 老师 师傅 师父 女士 先生 小姐 同志 同学 书记 副书记 "
+    "主任 副主任 镇长 副镇长 乡长 局长 所长 站长 科长 部长 校长 院长 医生 大夫 护士 律师 "
+    "警官 会计 主席 委员 网格员 老板 夫妇 夫妻 两口子 一家 之子 之女 之妻 的儿子 的女儿 "
+    "的父亲 的母亲 的妻子 的丈夫 家属 一户 户主 本人 等人"
+).split()
+# Weaker markers, accepted only after a three-character name: 刘德华家, 王建国户, 李秀英等.
+_WEAK_HONORIFICS = ("家", "户", "等")
+# Reporting verbs and other words that follow a name in appeal text: 何小红反映, 张伟称.
+_VERBS = (
+    "反映 反应 来电 来访 来信 致电 打电话 称 诉称 表示 说 讲 投诉 举报 咨询 询问 求助 "
+    "反馈 提出 要求 希望 申请 请求 诉求 建议 认为 介绍 告诉 家中 家门 家里 家住 家的 家房 住在 "
+    "居住 所述 现年 年近 年过 系 身份证 联系 承包 名下 于 在 通过 因"
+).split() + [
+    "的" + w
+    for w in "微信 电话 手机 身份证 银行卡 房 住 承包 诉求 土地 家 儿 女 妻 丈夫 父 母 孩 车 "
+    "QQ qq 邮箱".split()
+]
+# Words before a name: roles and labels (村民何小红, 诉求人：王某某, 书记颜复环).
+_TRIGGERS = (
+    "村民 居民 群众 农户 农民 市民 诉求人 投诉人 申请人 反映人 来电人 来访人 举报人 求助人 "
+    "当事人 户主 业主 租户 住户 家属 老人 患者 病人 学生 孩子 儿子 女儿 其子 其女 之子 之女 "
+    "妻子 丈夫 母亲 父亲 爷爷 奶奶 邻居 联系人 姓名 名字 老板 师傅 书记 副书记 主任 副主任 "
+    "主席 所长 站长 局长 科长 队长 校长 院长 部长 乡长 "
+    "镇长 村长 组长 社长 网格员 工作人员 干部 同志 经办人 负责人 承包人 承包户 低保户 五保户 "
+    "贫困户 残疾人 退役军人 党员 村医 医生 教师 老师 代表 委员 记者 摄像 摄影 通讯员 驾驶员 "
+    "司机 车主 房东 租客 员工 职工 工人 务工人员 嫌疑人 原告 被告 被申请人 被投诉人 对方 男子 "
+    "女子 老汉 小孩 孙子 孙女 外孙 侄子 兄弟 姐妹 儿媳 女婿"
+).split()
+
+# Characters that (almost) never appear in a given name, anywhere in it.
+_STOP_ANY = (
+    "的了在是和与及或也又还就都而且但并把被将对向从到于以为因由给让使等个些这那其之所者们"
+    "啊吗呢吧呀哦嗯不没无未非别莫勿某每各另此该本几多半零〇两百千亿"
+    "年日时号点分秒早晚今昨去前后上下左右里外内间旁边面头底亲湾坝沟嘴寨坪塘垭坳坡堡"
+    "村镇乡县市省区街路巷道组社楼栋室单户院门房屋墙厂店场站所局办处科委会府部队"
+    "说称讲问答反映电话访投诉举报咨询求要请望申提议认介绍告表示来做办修装拆挖堵漏排"
+    "需必得想叫元块钱费款额价沟渠桥灯用务困难附近"
+    "众员工司位记主师傅人女男老先士姨爷爷奶婆叔伯哥姐嫂婶娘妈爸"
+    "贴速碾额情况问题现称系据核经该已曾再仍尚均共"
+    "住房屋地址号码身份证件卡牌车辆"
+)
+# Characters that may end a given name (建民, 家明) but do not start one (居民, 家长).
+_STOP_FIRST = "民方理意益"
+
+_CJK_LO, _CJK_HI = "\u4e00", "\u9fff"
+_STOP_ANY_SET = frozenset(_STOP_ANY)
+_STOP_FIRST_SET = frozenset(_STOP_FIRST) | _STOP_ANY_SET
+
+# Two- or three-character words that start with a surname character and are not names,
+# for the contexts where the characters themselves would pass.
+_NOT_NAMES = frozenset(
+    (
+        "何时 何处 金额 张贴 马路 高速 母亲 常务 黄桷 占用 关心 关怀 房东 困难 黄家 王家 石碾 安全 和平 平安 文明 公平 公正 公开 "
+        "公共 公路 公司 公示 公告 公交 公厕 公墓 公园 公益 全面 全体 全部 全村 全镇 全市 常年 "
+        "常住 经常 曾经 时常 于是 后来 后期 高度 高兴 强烈 明确 明显 明天 明年 方便 方法 "
+        "方案 通知 通过 通行 向来 终于 利益 满意 代表 干部 党员 家长 家属 家庭 家人 师生 农户 "
+        "农民 商户 居民 能力 能够 应该 应当 相关 相应 解决 解释 单位 计划 成立 成本 成为 经过 "
+        "经济 山区 车辆 宁静 景区 司机 白天 从来 从而 党委 申请 边坡 尚未 农业 温度 庄稼 连续 "
+        "古树 易地 广场 广大 文化 文件 国家 国土 东西 利用 越来 那边 养殖 查看 红薯 游客 双凤 "
+        "关于 关注 关系 查询 水泥 水管 水沟 水渠 水质 水费 雷雨 龙市 云顶 双方 符合 武装 路面 "
+        "路灯 路口 路段 江边 田间 田地 田坎 钱款 余额 任务 任何 管理 管道 卫生 严重 施工 金融 "
+        "钟楼 毛路 胡家 响石 银杏 古宇 桂湖 石板 石桥 石头 黄土 黄色 白色 红色 高压 高温 高中 "
+        "高考 周边 周末 周年 周围 林业 林地 林权 田园 苏州 罗汉 杨柳 柳树 梅花 桃花 花园 松树 "
+        "竹林 水稻 水果 牛羊 羊圈 鱼塘 鲁莽 秦岭 项目 万元 百姓 平方 平时 平台 平坦 平整 计算 "
+        "齐全 安装 安排 安置 安徽 康复 吉庆 明白 华西 孙子 孙女 宋体 程度 程序 蒋家 邓家 冯家 "
+        "乐山 乐意 乐观 伍家 包括 包干 包装 雷电 成都 重庆 江西 江苏 左边 右边 丁字 卢沟 沙石 "
+        "沙土 沙子 沙发 冷水 冷库 辛苦 简单 简易 曲折 危房 危险 危桥 步行 都市 宁愿 冉冉 席位 "
+        "燕子 燕窝 牛奶 马上 马桶 马匹 强度 强降 强化 强调 季节 祝福 梁上 房梁 柴火 柴油 苗木 "
+        "谷子 鱼苗 申报 贾家 龚家 裴家 熊猫 易涝 危化 伍某 和睦 和谐 和气 和好 向好 向阳 上官 "
+        "明细 凤凰 凤山 龙门 龙头 龙眼 柏油 柏树 杜绝 阮家 蓝色 闵家 江河 尹家 谢谢 范围 彭家 "
+        "郎中 韦家 昌盛 汤圆 罗列 罗盘 毕业 郝家 常规 常务 于今 时任 伍佰 余下 元旦 顾及 顾客 "
+        "孟家 黄昏 黄金 萧条 姚家 汪洋 毛坯 禹王 米饭 米粉 贝壳 计量 成员 成片 成效 成绩 成熟 "
+        "戴帽 谈话 宋家 舒适 屈指 项链 董事 杜仲 席卷 季度 麻烦 麻将 贾某 江湾 童年 颜色 郭家 "
+        "梅雨 盛夏 林荫 钟点 徐徐 高楼 高粱 夏季 夏天 蔡家 田埂 胡同 胡乱 凌晨 万一 支持 支付 "
+        "支援 柯家 管护 卢家 莫名 经营 经费 经办 房产 房租 裘皮 干旱 干净 干燥 解答 应急 宗教 "
+        "丁家 宣传 邓小 郁闷 单独 单身 杭州 洪水 洪涝 包裹 诸多 左右 石材 崔家 吉祥 程家 滑坡 "
+        "陆续 荣誉 翁家 惠民 曲线 封闭 封路 储存 松动 段家 富裕 乌龟 焦虑 巴士 车道 车站 车位 "
+        "侯家 全年 全力 全国 秋季 秋收 宁家 甘蔗 祖坟 祖屋 武警 符号 刘家 景观 龙家 叶子 幸福 "
+        "司法 黎明 薄膜 印发 白菜 从事 索要 赖账 卓越 屠宰 蒙受 池塘 乔木 双休 双向 闻讯 党组 "
+        "党群 谭家 劳动 劳务 申诉 扶贫 扶持 冉家 桑树 桂花 牛棚 通过 通往 通讯 边上 燕家 浦东 "
+        "尚且 农田 农机 农资 农村 温暖 温馨 别人 庄家 柴家 连接 连片 习惯 艾草 鱼类 容易 容量 "
+        "向日 古城 古井 易燃 慎重 廖家 终止 步道 都有 满足 满载 国道 国庆 文字 广告 东边 东侧 "
+        "利润 越野 师范 聂家 冷清 那些 那里 空地 空调 空气 曾家 沙坝 养老 须知 丰收 关闭 查处 "
+        "后面 后续 红旗 游戏 权益 盖章 公众 公布 公安 公务 能源 能否 居住 居委 家中 家里 时间 "
+        "时候 时段 年度 年底 年初 法律 法院 海拔 有关 有效 有人 爱心 福利 言语 伯伯 归还 汝阳"
+    ).split()
+)
+
+_SURNAME_ALT = "|".join(COMPOUND_SURNAMES) + "|[" + SINGLE_SURNAMES + "]"
+_SURNAME_AT_RE = re.compile("(?=(" + _SURNAME_ALT + "))")
+_HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
+_VERB_RE = re.compile(
+    "|".join(sorted(_VERBS, key=len, reverse=True))
+    # 张三（男，45岁）; 张三，你家...; 张三，微信...; 张三等8户
+    + r"|[,，(（][ ]?[男女][,，)）、0-9]"
+    + r"|[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)"
+    + r"|等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])"
+)
+_TRIGGER_RE = re.compile(
+    "(?:" + "|".join(sorted(_TRIGGERS, key=len, reverse=True)) + r")[ \t\u3000]*[:：]?[ \t\u3000]*"
+)
+# After a name, these characters end it; used to choose between a two- and a
+# three-character name when only a role word before it marks the name.
+_BOUNDARY = frozenset(
+    " \t\u3000,，.。、;；:：!！?？()（）“”\"'《》【】[]-—…的家等和与及在于因对向将把被也又已曾"
+    "今去多住从到给让为是就都还说称反来投诉咨询要请希提申建认介告表0123456789"
+)
+_LIST_JOINERS = frozenset("、和与及跟同")
+_ALNUM_DIGITS = frozenset("0123456789")
+
+
+def _given_ok(text: str, start: int, length: int) -> bool:
+    end = start + length
+    if end > len(text):
+        return False
+    first = text[start]
+    if not (_CJK_LO <= first <= _CJK_HI) or first in _STOP_FIRST_SET:
+        return False
+    for c in text[start + 1 : end]:
+        if not (_CJK_LO <= c <= _CJK_HI) or c in _STOP_ANY_SET:
+            return False
+    return True
+
+
+def _is_boundary(text: str, pos: int) -> bool:
+    if pos >= len(text) or text[pos] in _BOUNDARY:
+        return True
+    return bool(_HON_RE.match(text, pos) or _VERB_RE.match(text, pos))
+
+
+def _not_a_word(text: str, start: int, end: int) -> bool:
+    return text[start:end] not in _NOT_NAMES
+
+
+def _name_at(
+    text: str, start: int, surname: str, trigger_ends: set[int], list_starts: set[int]
+) -> int:
+    """The end of a name whose surname starts at `start`, or -1 when none is marked there."""
+    g0 = start + len(surname)
+    if g0 >= len(text) or _HON_RE.match(text, g0):
+        return -1  # 李大哥, 王女士: no given name to remove
+    weak = len(surname) == 1 and surname in WEAK_SURNAMES
+    if (
+        weak
+        and text[g0] in _SINGLE_SET
+        and (text[g0] not in WEAK_SURNAMES or _HON_RE.match(text, g0 + 1))
+    ):
+        # 和张大爷, 向李大哥, 和王明说: the surname is the next character, not this one.
+        return -1
+    # After a weak surname a one-character given name needs the start of a sentence or a
+    # role word before it: 于斌希望 is a name, 还于说 is not.
+    open_left = start == 0 or text[start - 1] in _BOUNDARY or start in trigger_ends
+    ok2 = _given_ok(text, g0, 2) and _not_a_word(text, start, g0 + 2)
+    # 王家, 李家: a family, not a one-character given name.
+    ok1 = _given_ok(text, g0, 1) and text[g0] != "家" and _not_a_word(text, start, g0 + 1)
+    for glen, ok in ((2, ok2), (1, ok1)):
+        if not ok:
+            continue
+        end = g0 + glen
+        if _HON_RE.match(text, end):
+            return end
+        if glen == 2 and text.startswith(_WEAK_HONORIFICS, end):
+            return end
+        if (not weak or glen == 2 or open_left) and _VERB_RE.match(text, end):
+            return end
+        if end < len(text) and text[end] in _LIST_JOINERS and end + 1 in list_starts:
+            return end
+    if start in trigger_ends:
+        if ok2 and _is_boundary(text, g0 + 2):
+            return g0 + 2
+        if ok1 and _is_boundary(text, g0 + 1):
+            return g0 + 1
+        if ok2:
+            return g0 + 2
+        if ok1 and not weak:
+            return g0 + 1
+    return -1
+
+
+@dataclass(frozen=True)
+class _Cand:
+    start: int
+    end: int
+    kind: str
+    replacement: str
+
+
+def _name_spans(text: str, out: list[_Cand]) -> None:
+    trigger_ends = {m.end() for m in _TRIGGER_RE.finditer(text)}
+    positions = [(m.start(), m.group(1)) for m in _SURNAME_AT_RE.finditer(text)]
+    found: dict[int, int] = {}
+    list_starts: set[int] = set()
+    # A second round catches the earlier names of a list: 张伟、李娜反映.
+    for _ in range(3):
+        before = len(found)
+        for start, surname in positions:
+            if start in found:
+                continue
+            end = _name_at(text, start, surname, trigger_ends, list_starts)
+            if end < 0 and len(surname) == 2:  # 欧阳 failed: try 欧 alone
+                end = _name_at(text, start, surname[0], trigger_ends, list_starts)
+                surname = surname[0]
+            if end > 0:
+                found[start] = end
+                out.append(_Cand(start + len(surname), end, "name", NAME_MASK))
+        if len(found) == before or not any(c in _LIST_JOINERS for c in text):
+            break
+        list_starts = set(found)
+
+
+_ENUM_RE = re.compile(r"[\u4e00-\u9fff]{2,4}(?:、[\u4e00-\u9fff]{2,4})+")
+_ENUM_LEFT = frozenset("(（“\"'：:，,；; \u3000")
+_ENUM_RIGHT = frozenset(")）”\"'，,。；; \u3000")
+
+
+def _plain_name(item: str) -> int:
+    """The surname length when `item` is a bare name (张三, 欧阳娜娜), else 0."""
+    for slen in (2, 1):
+        sur = item[:slen]
+        if (sur in _COMPOUND_SET if slen == 2 else sur in _SINGLE_SET) and 1 <= len(
+            item
+        ) - slen <= 2:
+            if (
+                _given_ok(item, slen, len(item) - slen)
+                and item not in _NOT_NAMES
+                and not _HON_RE.match(item, slen)
+            ):
+                return slen
+    return 0
+
+
+def _enumeration_spans(text: str, out: list[_Cand]) -> None:
+    """Bare lists of names, as in a byline: （郑波、胡雷、周月玲）."""
+    for m in _ENUM_RE.finditer(text):
+        s, e = m.start(), m.end()
+        left = text[s - 1] if s else " "
+        right = text[e] if e < len(text) else " "
+        if left not in _ENUM_LEFT or right not in _ENUM_RIGHT:
+            continue
+        items = m.group(0).split("、")
+        if len(items) < 3 and not (left in "(（" and right in ")）"):
+            continue
+        lengths = [_plain_name(item) for item in items]
+        if not all(lengths):
+            continue
+        pos = s
+        for item, slen in zip(items, lengths, strict=True):
+            out.append(_Cand(pos + slen, pos + len(item), "name", NAME_MASK))
+            pos += len(item) + 1
+
+
+def _number_spans(text: str, out: list[_Cand]) -> None:
+    for m in _ID18_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
+    for m in _ID15_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
+    for m in _ID_LIKE_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
+    for m in _BANK_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "bank_card", NUMBER_MASK))
+    for m in _LONG_DIGITS_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "bank_card", NUMBER_MASK))
+    for m in _MOBILE_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "phone", NUMBER_MASK))
+    for m in _LANDLINE_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "landline", NUMBER_MASK))
+    for m in _PHONE_LABEL_RE.finditer(text):
+        digits = sum(c in _ALNUM_DIGITS for c in m.group(1))
+        kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
+        out.append(_Cand(m.start(1), m.end(1), kind, NUMBER_MASK))
+    for m in _QQ_RE.finditer(text):
+        out.append(_Cand(m.start(1), m.end(1), "qq", NUMBER_MASK))
+    for m in _WECHAT_RE.finditer(text):
+        out.append(_Cand(m.start(1), m.end(1), "wechat", NUMBER_MASK))
+    if "@" in text:
+        for m in _EMAIL_RE.finditer(text):
+            out.append(_Cand(m.start(), m.end(), "email", NUMBER_MASK))
+    for m in _PLATE_RE.finditer(text):
+        out.append(_Cand(m.start(1), m.end(1), "plate", NUMBER_MASK))
+
+
+def _address_spans(text: str, out: list[_Cand]) -> None:
+    for m in _ADDRESS_RE.finditer(text):
+        first = m.group(1)
+        if first.endswith("号") and not first.endswith(("号楼", "号院")) and not m.group(2):
+            before = text[m.start() - 1] if m.start() else ""
+            if before in "月第" or _DATE_AFTER_HAO_RE.match(text, m.end()):
+                continue
+            if m.end() < len(text) and text[m.end()] in _NOT_ADDRESS_AFTER_HAO:
+                continue
+        out.append(_Cand(m.start(), m.end(), "address", _DIGITS_IN_RE.sub(NAME_MASK, m.group(0))))
+    for m in _CN_GROUP_RE.finditer(text):
+        out.append(_Cand(m.start(), m.end(), "address", NAME_MASK + m.group(0)[-1]))
+    for m in _DOOR_LABEL_RE.finditer(text):
+        out.append(_Cand(m.start(1), m.end(1), "address", NAME_MASK))
+
+
+# --------------------------------------------------------------------------- hints
+
+_DIGIT_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,2}}\d)*")
+_ADMIN_UNIT_RE = re.compile(r"街道|社区|镇|乡|村")
+_ADDRESS_HINT_CHARS = frozenset("组号路街巷道栋幢单元室楼社区村镇乡弄苑院")
+_COMPOUND_SET = frozenset(COMPOUND_SURNAMES)
+_SINGLE_SET = frozenset(SINGLE_SURNAMES)
+
+
+def _find_all(text: str, needle: str) -> Iterable[int]:
+    i = text.find(needle)
+    while i >= 0:
+        yield i
+        i = text.find(needle, i + 1)
+
+
+def _hint_spans(text: str, hints: Iterable[str], out: list[_Cand]) -> None:
+    for raw in hints:
+        hint = normalize(raw).strip()
+        if len(hint) < 2:
+            continue  # a one-character hint would erase ordinary words
+        digits = "".join(c for c in hint if c in _ALNUM_DIGITS)
+        if len(digits) >= 5 and len(digits) * 2 >= len(hint):
+            _digit_hint(text, digits, out)
+        elif (
+            all(_CJK_LO <= c <= _CJK_HI for c in hint)
+            and len(hint) <= 4
+            and (hint[:2] in _COMPOUND_SET or hint[0] in _SINGLE_SET)
+        ):
+            _name_hint(text, hint, out)
+        elif any(c in _ADDRESS_HINT_CHARS for c in hint):
+            units = list(_ADMIN_UNIT_RE.finditer(hint))
+            finer = hint[units[-1].end() :] if units else hint
+            # 某村 and coarser stay on screen; only what lies below the village goes.
+            if len(finer) >= 2:
+                for i in _find_all(text, finer):
+                    out.append(_Cand(i, i + len(finer), "hint", HINT_PLACE_MASK))
+        else:
+            for i in _find_all(text, hint):
+                out.append(_Cand(i, i + len(hint), "hint", NAME_MASK))
+
+
+def _digit_hint(text: str, digits: str, out: list[_Cand]) -> None:
+    for m in _DIGIT_RUN_RE.finditer(text):
+        run = m.group(0)
+        positions = [m.start() + i for i, c in enumerate(run) if c in _ALNUM_DIGITS]
+        only = "".join(c for c in run if c in _ALNUM_DIGITS)
+        for k in _find_all(only, digits):
+            out.append(_Cand(positions[k], positions[k + len(digits) - 1] + 1, "hint", "***"))
+
+
+def _name_hint(text: str, hint: str, out: list[_Cand]) -> None:
+    slen = 2 if hint[:2] in _COMPOUND_SET and len(hint) > 2 else 1
+    given = hint[slen:]
+    for i in _find_all(text, hint):
+        out.append(_Cand(i + slen, i + len(hint), "hint", NAME_MASK))
+    # The given name alone (兴九) is as identifying as the full name; a one-character
+    # given name alone is not removed, it is an ordinary character too often.
+    if len(given) >= 2:
+        for i in _find_all(text, given):
+            out.append(_Cand(i, i + len(given), "hint", NAME_MASK))
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _merge(cands: list[_Cand]) -> list[Span]:
+    cands.sort(key=lambda c: (c.start, -c.end))
+    spans: list[Span] = []
+    for c in cands:
+        if c.end <= c.start:
+            continue
+        if spans and c.start < spans[-1].end:
+            last = spans[-1]
+            if c.end > last.end:
+                # Partly overlapping findings: cover both, keep the first one's label.
+                spans[-1] = Span(last.start, c.end, last.kind, last.replacement)
+            continue
+        spans.append(Span(c.start, c.end, c.kind, c.replacement))
+    return spans
+
+
+def redact(text: str, hints: Iterable[str] = ()) -> Redacted:
+    """Remove personal information from `text`.
+
+    `hints` are values known to be personal (the requester's name, phone, address): they
+    are removed wherever they occur, also in part. Span positions refer to
+    `normalize(text)`, which is also the base of the returned text.
+    """
+    norm = normalize(text)
+    cands: list[_Cand] = []
+    _number_spans(norm, cands)
+    _address_spans(norm, cands)
+    _name_spans(norm, cands)
+    if "、" in norm:
+        _enumeration_spans(norm, cands)
+    _hint_spans(norm, hints, cands)
+    if not cands:
+        return Redacted(norm, ())
+    spans = _merge(cands)
+    parts: list[str] = []
+    pos = 0
+    for s in spans:
+        parts.append(norm[pos : s.start])
+        parts.append(s.replacement)
+        pos = s.end
+    parts.append(norm[pos:])
+    return Redacted("".join(parts), tuple(spans))
+
+
+def highlight_segments(text: str, redacted: Redacted) -> list[tuple[str, str | None]]:
+    """Cut `normalize(text)` into segments for the staff preview.
+
+    Each segment is (text, kind) where kind is None for text that stays and the span's
+    kind for text that will be replaced. The segments join back to `normalize(text)`.
+    """
+    norm = normalize(text)
+    segments: list[tuple[str, str | None]] = []
+    pos = 0
+    for s in redacted.spans:
+        if s.start > pos:
+            segments.append((norm[pos : s.start], None))
+        segments.append((norm[s.start : s.end], s.kind))
+        pos = s.end
+    if pos < len(norm):
+        segments.append((norm[pos:], None))
+    return segments
