@@ -39,13 +39,19 @@ async def startup(ctx: Context) -> None:
     ctx.spawn(ctx.tailer.run(), "tailer")
     await ctx.store.refresh_overdue(local_date(now_utc()))
     await ctx.store.announce_due_notices(now_utc())
-    ctx.spawn(ctx.every(60.0, lambda: ctx.store.refresh_overdue(local_date(now_utc()))),
-              "overdue")
+    ctx.spawn(ctx.every(60.0, lambda: ctx.store.refresh_overdue(local_date(now_utc()))), "overdue")
     ctx.spawn(ctx.every(5.0, lambda: ctx.store.announce_due_notices(now_utc())), "notices")
     ctx.spawn(ctx.every(10.0, ctx.flush_seen), "board-seen")
     sse = ctx.settings.sse
-    ctx.spawn(ctx.every(300.0, lambda: ctx.store.prune_events(
-        sse.retention_events, now_utc() - timedelta(days=sse.retention_days))), "prune")
+    ctx.spawn(
+        ctx.every(
+            300.0,
+            lambda: ctx.store.prune_events(
+                sse.retention_events, now_utc() - timedelta(days=sse.retention_days)
+            ),
+        ),
+        "prune",
+    )
     _start_led(ctx)
     if ctx.settings.run_feeds:
         start_feeds(ctx)

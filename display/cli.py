@@ -35,8 +35,15 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     from display.app import create_app
 
     app = create_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                            access_log=False, timeout_graceful_shutdown=3, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     await server.serve()
 
@@ -50,11 +57,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def demo_settings(base: Settings, db_path: Path, simulator_url: str) -> Settings:
     feeds = tuple(
         dataclasses.replace(f, url=simulator_url, interval=min(f.interval, 3.0))
-        if f.kind in ("open311", "simulator") else f
+        if f.kind in ("open311", "simulator")
+        else f
         for f in base.feeds
     )
-    return dataclasses.replace(base, database_url=f"sqlite:///{db_path}", feeds=feeds,
-                               secret_key=base.secret_key or "demo-only-not-secret")
+    return dataclasses.replace(
+        base,
+        database_url=f"sqlite:///{db_path}",
+        feeds=feeds,
+        secret_key=base.secret_key or "demo-only-not-secret",
+    )
 
 
 async def _demo(settings: Settings, host: str, port: int, sim_port: int, step: float) -> None:
@@ -63,8 +75,11 @@ async def _demo(settings: Settings, host: str, port: int, sim_port: int, step: f
     from feeds.simulator import Simulator
 
     sim = Simulator([(t.slug, t.name) for t in settings.towns], step_seconds=step)
-    sim_server = uvicorn.Server(uvicorn.Config(sim.app, host="127.0.0.1", port=sim_port,
-                                               log_level="warning", lifespan="off"))
+    sim_server = uvicorn.Server(
+        uvicorn.Config(
+            sim.app, host="127.0.0.1", port=sim_port, log_level="warning", lifespan="off"
+        )
+    )
     stop = asyncio.Event()
     sim_task = asyncio.create_task(sim_server.serve())
     advance = asyncio.create_task(sim.run(stop))
@@ -83,8 +98,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("yizheng 演示 demo", flush=True)
     print(f"  database:   {tmp / 'demo.db'} (temporary)")
     print(f"  simulator:  {sim_url} (a demo case system; cases move every {args.step:g} s)")
-    print(f"  kiosk:      http://{args.host}:{args.port}/kiosk/"
-          f"{demo.towns[0].slug if demo.towns else ''}")
+    print(
+        f"  kiosk:      http://{args.host}:{args.port}/kiosk/"
+        f"{demo.towns[0].slug if demo.towns else ''}"
+    )
     for b in demo.boards:
         if b.kind == "led":
             print(f"  LED board:  http://{args.host}:{args.port}/led/{b.id}/frame.png")
@@ -146,8 +163,10 @@ def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_counts(counts: Any, reasons: Sequence[tuple[str | None, str]]) -> None:
-    print("new {new}, changed {changed}, unchanged {unchanged}, withdrawn {withdrawn}, "
-          "quarantined {quarantined}".format(**counts))
+    print(
+        "new {new}, changed {changed}, unchanged {unchanged}, withdrawn {withdrawn}, "
+        "quarantined {quarantined}".format(**counts)
+    )
     for sid, reason in reasons[:50]:
         print(f"  quarantined {sid or '(no id)'}: {reason}")
     if len(reasons) > 50:
@@ -166,8 +185,9 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"yizheng: no feed named {args.name!r}; configured: {names}", file=sys.stderr)
         return 2
     if feed.kind == "webhook":
-        print(f"yizheng: feed {args.name!r} is a webhook (push-only); nothing to run",
-              file=sys.stderr)
+        print(
+            f"yizheng: feed {args.name!r} is a webhook (push-only); nothing to run", file=sys.stderr
+        )
         return 2
 
     async def main() -> int:
@@ -200,14 +220,21 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feed_status(args: argparse.Namespace, settings: Settings) -> int:
     async def run(store: Any) -> None:
         states = {s.name: s for s in await store.feed_states()}
-        print(f"{'feed':<14}{'kind':<10}{'last success (UTC)':<22}{'failures':>9}"
-              f"{'quarantine':>11}  last error")
+        print(
+            f"{'feed':<14}{'kind':<10}{'last success (UTC)':<22}{'failures':>9}"
+            f"{'quarantine':>11}  last error"
+        )
         for f in settings.feeds:
             s = states.get(f.name)
-            last = s.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if s and s.last_success_at \
+            last = (
+                s.last_success_at.strftime("%Y-%m-%d %H:%M:%S")
+                if s and s.last_success_at
                 else "never"
-            print(f"{f.name:<14}{f.kind:<10}{last:<22}{(s.consecutive_failures if s else 0):>9}"
-                  f"{(s.quarantined if s else 0):>11}  {(s.last_error or '') if s else ''}")
+            )
+            print(
+                f"{f.name:<14}{f.kind:<10}{last:<22}{(s.consecutive_failures if s else 0):>9}"
+                f"{(s.quarantined if s else 0):>11}  {(s.last_error or '') if s else ''}"
+            )
 
     asyncio.run(_with_store(settings, run))
     return 0
@@ -240,8 +267,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             except FeedError as e:
                 print(f"yizheng: {path} could not be read: {e}", file=sys.stderr)
                 return 1
-            print(f"read {len(batch.records)} record(s), {len(batch.rejected)} rejected; "
-                  "storing …", flush=True)
+            print(
+                f"read {len(batch.records)} record(s), {len(batch.rejected)} rejected; storing …",
+                flush=True,
+            )
             batch.cursor = None
             counts = await ctx.ingestor.ingest(args.feed, batch)
             _print_counts(counts.as_dict(), counts.reasons)
@@ -295,8 +324,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_led_client(args: argparse.Namespace, settings: Settings) -> int:
     from display.led.client import led_client
 
-    return asyncio.run(led_client(args.url, Path(args.out) if args.out else None, args.format,
-                                  args.max_frames))
+    return asyncio.run(
+        led_client(args.url, Path(args.out) if args.out else None, args.format, args.max_frames)
+    )
 
 
 # --- argument parsing ---------------------------------------------------------------
@@ -307,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yizheng",
         description="议政 yizheng: public progress display for citizens' appeals.",
     )
-    p.add_argument("--config", metavar="FILE",
-                   help="TOML settings file (default: ./yizheng.toml when present)")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML settings file (default: ./yizheng.toml when present)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -320,14 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="serve with a simulated case system on a temporary database")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument("--simulator-port", type=int, default=9311,
-                   help="port of the simulated Open311 case system (default 9311)")
-    s.add_argument("--step", type=float, default=5.0,
-                   help="seconds between simulated case changes (default 5)")
+    s.add_argument(
+        "--simulator-port",
+        type=int,
+        default=9311,
+        help="port of the simulated Open311 case system (default 9311)",
+    )
+    s.add_argument(
+        "--step", type=float, default=5.0, help="seconds between simulated case changes (default 5)"
+    )
     s.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(
-        dest="db_command", metavar="DB_COMMAND", required=True)
+        dest="db_command", metavar="DB_COMMAND", required=True
+    )
     s = db.add_parser("migrate", help="create or upgrade the schema")
     s.set_defaults(func=cmd_db_migrate)
     s = db.add_parser("backup", help="write an online backup of the SQLite database to FILE")
@@ -335,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_db_backup)
 
     feed = sub.add_parser("feed", help="run or inspect the case-system feeds").add_subparsers(
-        dest="feed_command", metavar="FEED_COMMAND", required=True)
+        dest="feed_command", metavar="FEED_COMMAND", required=True
+    )
     s = feed.add_parser("run", help="pull one feed (every interval, or once)")
     s.add_argument("name", metavar="NAME", help="the feed's name in the configuration")
     s.add_argument("--once", action="store_true", help="pull once, print the counts and exit")
@@ -345,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import", help="import a ledger file (CSV or XLSX) through a feed")
     s.add_argument("file", metavar="FILE", help="the ledger file")
-    s.add_argument("--feed", required=True, metavar="NAME",
-                   help="the ledger feed whose column mapping to use")
+    s.add_argument(
+        "--feed", required=True, metavar="NAME", help="the ledger feed whose column mapping to use"
+    )
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("redact", help="redact personal data from stdin lines to stdout")
@@ -361,23 +400,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("led-client", help="subscribe to a board like a microcontroller would")
     s.add_argument("url", metavar="URL", help="the board's URL, e.g. http://host/led/ID")
-    s.add_argument("--out", metavar="DIR", help="write frames as PNG files here "
-                   "(default: draw in the terminal)")
-    s.add_argument("--format", choices=["mono1", "rgb565"], default="mono1",
-                   help="raw frame format to request (default mono1)")
+    s.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write frames as PNG files here (default: draw in the terminal)",
+    )
+    s.add_argument(
+        "--format",
+        choices=["mono1", "rgb565"],
+        default="mono1",
+        help="raw frame format to request (default mono1)",
+    )
     s.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     s.set_defaults(func=cmd_led_client)
 
     user = sub.add_parser("user", help="staff accounts").add_subparsers(
-        dest="user_command", metavar="USER_COMMAND", required=True)
+        dest="user_command", metavar="USER_COMMAND", required=True
+    )
     s = user.add_parser("add", help="add a staff account (or reset its password and role)")
     s.add_argument("name", metavar="NAME", help="login name")
-    s.add_argument("--role", required=True, choices=["admin", "county", "town"],
-                   help="admin: everything; county: all towns; town: its own towns")
-    s.add_argument("--town", action="append", metavar="SLUG",
-                   help="town slug for a town account (repeatable)")
-    s.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of stdin")
+    s.add_argument(
+        "--role",
+        required=True,
+        choices=["admin", "county", "town"],
+        help="admin: everything; county: all towns; town: its own towns",
+    )
+    s.add_argument(
+        "--town", action="append", metavar="SLUG", help="town slug for a town account (repeatable)"
+    )
+    s.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     s.set_defaults(func=cmd_user_add)
     return p
 

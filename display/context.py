@@ -52,10 +52,17 @@ class Context:
         store = open_store(settings, on_commit=lambda: holder[0].wake() if holder else None)
         tailer = Tailer(store, hub, settings.sse.poll_interval)
         holder.append(tailer)
-        calendar = WorkCalendar(settings.deadlines.extra_holidays,
-                                settings.deadlines.extra_workdays)
-        return cls(settings=settings, store=store, hub=hub, tailer=tailer, calendar=calendar,
-                   ingestor=Ingestor(settings, store, calendar))
+        calendar = WorkCalendar(
+            settings.deadlines.extra_holidays, settings.deadlines.extra_workdays
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            hub=hub,
+            tailer=tailer,
+            calendar=calendar,
+            ingestor=Ingestor(settings, store, calendar),
+        )
 
     def board(self, board_id: str) -> Board | None:
         """A board from the configuration or registered by staff (admin)."""
@@ -127,8 +134,15 @@ def board_token_hash(token: str) -> str:
 
 def board_profile(board: Board) -> dict[str, Any]:
     return {
-        "kind": board.kind, "name": board.name, "width": board.width, "height": board.height,
-        "color": board.color, "font_size": board.font_size, "page_seconds": board.page_seconds,
-        "scroll_speed": board.scroll_speed, "content": list(board.content),
-        "brightness": [list(b) for b in board.brightness], "title": board.title,
+        "kind": board.kind,
+        "name": board.name,
+        "width": board.width,
+        "height": board.height,
+        "color": board.color,
+        "font_size": board.font_size,
+        "page_seconds": board.page_seconds,
+        "scroll_speed": board.scroll_speed,
+        "content": list(board.content),
+        "brightness": [list(b) for b in board.brightness],
+        "title": board.title,
     }

@@ -132,10 +132,26 @@ class PublicCase:
     def visible_fields(self) -> tuple[Any, ...]:
         """What screens show; a change here (and only here) makes an event."""
         return (
-            self.town, self.stage, self.kind, self.category, self.channel, self.department,
-            self.outcome, self.summary, self.village, self.sensitive, self.resolved_at,
-            self.replied_at, self.due_date, self.due_estimated, self.first_reply_due,
-            self.overdue, self.supervised, self.satisfaction, self.withdrawn, self.on_time,
+            self.town,
+            self.stage,
+            self.kind,
+            self.category,
+            self.channel,
+            self.department,
+            self.outcome,
+            self.summary,
+            self.village,
+            self.sensitive,
+            self.resolved_at,
+            self.replied_at,
+            self.due_date,
+            self.due_estimated,
+            self.first_reply_due,
+            self.overdue,
+            self.supervised,
+            self.satisfaction,
+            self.withdrawn,
+            self.on_time,
         )
 
     def to_json(self, days_left: int | None = None) -> dict[str, Any]:
@@ -160,8 +176,7 @@ class PublicCase:
             "replied_at": _iso(self.replied_at),
             "due_date": self.due_date.isoformat() if self.due_date else None,
             "due_estimated": self.due_estimated,
-            "first_reply_due": self.first_reply_due.isoformat() if self.first_reply_due
-            else None,
+            "first_reply_due": self.first_reply_due.isoformat() if self.first_reply_due else None,
             "days_left": days_left,
             "overdue": self.overdue,
             "supervised": self.supervised,

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from display.domain import CLOSED_STAGES, OPEN_STAGES, PublicCase, TimelineEntry, local_date, now_utc
+from display.domain import (
+    CLOSED_STAGES,
+    OPEN_STAGES,
+    PublicCase,
+    TimelineEntry,
+    local_date,
+    now_utc,
+)
 from display.privacy import is_sensitive, redact
 from display.settings import Settings
 from display.store.base import CaseChange, IngestCounts, Store
@@ -43,15 +50,19 @@ class Ingestor:
         rules = self.settings.deadlines
         workdays = rules.consult_workdays if rec.kind == "consult" else rules.general_workdays
         due = self.calendar.add_workdays(received_day, workdays)
-        first_reply_due = (received_day + timedelta(days=town.first_reply_days)
-                           if town.first_reply_days else None)
+        first_reply_due = (
+            received_day + timedelta(days=town.first_reply_days) if town.first_reply_days else None
+        )
         today = today or local_date(now_utc())
         is_open = rec.status in OPEN_STAGES
         resolved_at = rec.resolved_at
         if rec.status in CLOSED_STAGES and resolved_at is None:
             resolved_at = rec.updated_at or rec.received_at
-        on_time = (local_date(resolved_at) <= due.due
-                   if rec.status in CLOSED_STAGES and resolved_at else None)
+        on_time = (
+            local_date(resolved_at) <= due.due
+            if rec.status in CLOSED_STAGES and resolved_at
+            else None
+        )
         return PublicCase(
             no=rec.source_id,
             town=town.slug,
@@ -81,9 +92,11 @@ class Ingestor:
     def change(self, rec: CaseRecord, today: date | None = None) -> CaseChange:
         case = self.public_case(rec, today=today)
         notes = tuple(
-            TimelineEntry(at=n.at, stage=n.stage or case.stage,
-                          note=redact(n.text, rec.hints).text or None)
-            for n in rec.notes if n.text
+            TimelineEntry(
+                at=n.at, stage=n.stage or case.stage, note=redact(n.text, rec.hints).text or None
+            )
+            for n in rec.notes
+            if n.text
         )
         return CaseChange(source_id=rec.source_id, case=case, notes=notes)
 
@@ -120,8 +133,6 @@ class Ingestor:
 
     async def ingest_counts(self, feed: str, batch: Batch) -> Mapping[str, int]:
         return (await self.ingest(feed, batch)).as_dict()
-
-
 
 
 __all__ = ["Ingestor"]

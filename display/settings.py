@@ -125,15 +125,21 @@ class Settings:
     @property
     def sqlite_path(self) -> str | None:
         if self.database_url.startswith("sqlite:///"):
-            return self.database_url[len("sqlite:///"):]
+            return self.database_url[len("sqlite:///") :]
         return None
 
 
 # --- validation helpers -------------------------------------------------------
 
 
-def _int(d: Mapping[str, Any], key: str, where: str, default: int,
-         lo: int | None = None, hi: int | None = None) -> int:
+def _int(
+    d: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: int,
+    lo: int | None = None,
+    hi: int | None = None,
+) -> int:
     v = d.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int):
         raise SettingsError(f"{where}.{key}: must be an integer, got {v!r}")
@@ -142,8 +148,7 @@ def _int(d: Mapping[str, Any], key: str, where: str, default: int,
     return v
 
 
-def _num(d: Mapping[str, Any], key: str, where: str, default: float,
-         lo: float = 0.0) -> float:
+def _num(d: Mapping[str, Any], key: str, where: str, default: float, lo: float = 0.0) -> float:
     v = d.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise SettingsError(f"{where}.{key}: must be a number, got {v!r}")
@@ -152,8 +157,13 @@ def _num(d: Mapping[str, Any], key: str, where: str, default: float,
     return float(v)
 
 
-def _str(d: Mapping[str, Any], key: str, where: str, default: str | None = None,
-         choices: tuple[str, ...] | None = None) -> str:
+def _str(
+    d: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> str:
     v = d.get(key, default)
     if v is None:
         raise SettingsError(f"{where}.{key}: required")
@@ -210,8 +220,22 @@ def _list(d: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     return v
 
 
-BOARD_KEYS = {"id", "town", "kind", "name", "width", "height", "color", "font_size",
-              "page_seconds", "scroll_speed", "brightness", "content", "title", "token"}
+BOARD_KEYS = {
+    "id",
+    "town",
+    "kind",
+    "name",
+    "width",
+    "height",
+    "color",
+    "font_size",
+    "page_seconds",
+    "scroll_speed",
+    "brightness",
+    "content",
+    "title",
+    "token",
+}
 FEED_KINDS = ("open311", "ledger", "jsonapi", "webhook", "simulator")
 CONTENT_KINDS = ("title", "stats", "cases", "notices")
 
@@ -229,12 +253,17 @@ def _board(raw: Mapping[str, Any], i: int, towns: set[str]) -> Board:
     brightness_raw = raw.get("brightness", [["06:00", 100], ["20:00", 40]])
     brightness = []
     if not isinstance(brightness_raw, list):
-        raise SettingsError(f"{where}.brightness: must be a list of [\"HH:MM\", percent]")
+        raise SettingsError(f'{where}.brightness: must be a list of ["HH:MM", percent]')
     for item in brightness_raw:
-        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
-                or not re.match(r"^\d\d:\d\d$", item[0]) or not isinstance(item[1], int)
-                or not 0 <= item[1] <= 100):
-            raise SettingsError(f"{where}.brightness: each entry is [\"HH:MM\", 0..100]")
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not re.match(r"^\d\d:\d\d$", item[0])
+            or not isinstance(item[1], int)
+            or not 0 <= item[1] <= 100
+        ):
+            raise SettingsError(f'{where}.brightness: each entry is ["HH:MM", 0..100]')
         brightness.append((item[0], item[1]))
     content = raw.get("content", list(CONTENT_KINDS))
     if not isinstance(content, list) or any(c not in CONTENT_KINDS for c in content):
@@ -247,8 +276,9 @@ def _board(raw: Mapping[str, Any], i: int, towns: set[str]) -> Board:
         width=_int(raw, "width", where, 128, 16, 4096),
         height=_int(raw, "height", where, 32, 16, 4096),
         color=_str(raw, "color", where, "mono", ("mono", "dual", "rgb")),
-        font_size=_int(raw, "font_size", where, 16 if _int(raw, "height", where, 32) >= 32
-                       else 12, 12, 16),
+        font_size=_int(
+            raw, "font_size", where, 16 if _int(raw, "height", where, 32) >= 32 else 12, 12, 16
+        ),
         page_seconds=_num(raw, "page_seconds", where, 6.0, 1.0),
         scroll_speed=_int(raw, "scroll_speed", where, 32, 1, 1000),
         brightness=tuple(brightness),
@@ -288,8 +318,19 @@ def _feed(raw: Mapping[str, Any], i: int) -> Feed:
 
 def parse(data: Mapping[str, Any]) -> Settings:
     """Validate a settings mapping (from TOML plus environment)."""
-    known = {"database", "deadlines", "towns", "boards", "feeds", "privacy", "sse",
-             "secret_key", "county_name", "https", "run_feeds"}
+    known = {
+        "database",
+        "deadlines",
+        "towns",
+        "boards",
+        "feeds",
+        "privacy",
+        "sse",
+        "secret_key",
+        "county_name",
+        "https",
+        "run_feeds",
+    }
     unknown = set(data) - known
     if unknown:
         raise SettingsError(f"unknown key(s) {', '.join(sorted(unknown))}")
@@ -314,8 +355,14 @@ def parse(data: Mapping[str, Any]) -> Settings:
         villages = raw.get("villages", [])
         if not isinstance(villages, list) or not all(isinstance(v, str) for v in villages):
             raise SettingsError(f"{where}.villages: must be a list of names")
-        towns.append(Town(slug=slug, name=_str(raw, "name", where), first_reply_days=frd,
-                          villages=tuple(villages)))
+        towns.append(
+            Town(
+                slug=slug,
+                name=_str(raw, "name", where),
+                first_reply_days=frd,
+                villages=tuple(villages),
+            )
+        )
     slugs = [t.slug for t in towns]
     if len(set(slugs)) != len(slugs):
         raise SettingsError("towns: slugs must be unique")
@@ -327,8 +374,9 @@ def parse(data: Mapping[str, Any]) -> Settings:
         raise SettingsError("feeds: names must be unique")
     pv = _table(data, "privacy")
     kw = pv.get("sensitive_keywords")
-    if kw is not None and (not isinstance(kw, list) or not all(isinstance(k, str) and k
-                                                               for k in kw)):
+    if kw is not None and (
+        not isinstance(kw, list) or not all(isinstance(k, str) and k for k in kw)
+    ):
         raise SettingsError("privacy.sensitive_keywords: must be a list of non-empty strings")
     sse = _table(data, "sse")
     https = data.get("https", False)
@@ -404,6 +452,9 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
             for k in keys[:-1]:
                 target = target.setdefault(k, {})
             value = env[name]
-            target[keys[-1]] = value if keys[-1] in ("url", "secret_key", "county_name") \
+            target[keys[-1]] = (
+                value
+                if keys[-1] in ("url", "secret_key", "county_name")
                 else _env_value(name, value)
+            )
     return parse(data)

@@ -124,8 +124,7 @@ def templates_for(ctx: Context, assets: Path) -> Environment:
     return env
 
 
-def render(request: Request, template: str, status_code: int = 200,
-           **context: Any) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     env: Environment = request.app.state.templates
     html = env.get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status_code)

@@ -22,8 +22,9 @@ class DueDate:
 
 
 class WorkCalendar:
-    def __init__(self, extra_holidays: tuple[date, ...] = (),
-                 extra_workdays: tuple[date, ...] = ()) -> None:
+    def __init__(
+        self, extra_holidays: tuple[date, ...] = (), extra_workdays: tuple[date, ...] = ()
+    ) -> None:
         self._holidays = frozenset(extra_holidays)
         self._workdays = frozenset(extra_workdays)
         self._known_years: dict[int, bool] = {}

@@ -82,8 +82,9 @@ class CaseRecord:
 
     @property
     def hints(self) -> tuple[str, ...]:
-        return tuple(h for h in (self.requester_name, self.requester_phone,
-                                 self.requester_address) if h)
+        return tuple(
+            h for h in (self.requester_name, self.requester_phone, self.requester_address) if h
+        )
 
     def without_hints(self) -> CaseRecord:
         return dataclasses.replace(
@@ -135,8 +136,9 @@ def _opt_dt(data: Mapping[str, Any], key: str) -> datetime | None:
     return parse_datetime(value, key)
 
 
-def _choice(data: Mapping[str, Any], key: str, allowed: tuple[str, ...],
-            default: str | None) -> str | None:
+def _choice(
+    data: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None
+) -> str | None:
     value = data.get(key)
     if value in (None, ""):
         return default

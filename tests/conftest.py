@@ -45,10 +45,21 @@ def settings_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "deadlines": {"consult_workdays": 5, "general_workdays": 30},
         "towns": TOWNS,
         "boards": [
-            {"id": "longshi-gate", "town": "longshi", "kind": "led", "width": 128,
-             "height": 32, "color": "mono"},
-            {"id": "longshi-hall", "town": "longshi", "kind": "kiosk", "width": 1920,
-             "height": 1080},
+            {
+                "id": "longshi-gate",
+                "town": "longshi",
+                "kind": "led",
+                "width": 128,
+                "height": 32,
+                "color": "mono",
+            },
+            {
+                "id": "longshi-hall",
+                "town": "longshi",
+                "kind": "kiosk",
+                "width": 1920,
+                "height": 1080,
+            },
         ],
         "feeds": [{"name": "push", "kind": "webhook", "secret": PUSH_SECRET}],
         "sse": {"heartbeat": 1.0, "poll_interval": 0.2},
@@ -92,8 +103,14 @@ class LiveServer:
 async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[tuple[str, uvicorn.Server]]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 for the duration of the block."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="auto", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="auto",
+        timeout_graceful_shutdown=1,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20
@@ -119,8 +136,9 @@ async def live(settings: Settings) -> AsyncIterator[LiveServer]:
         yield LiveServer(app, url, server)
 
 
-def signed_headers(body: bytes, secret: str = PUSH_SECRET,
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, secret: str = PUSH_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
     return {
         "content-type": "application/json",
@@ -132,16 +150,21 @@ def signed_headers(body: bytes, secret: str = PUSH_SECRET,
 _last_push_ts = [0]
 
 
-async def push_records(client: httpx.AsyncClient, base: str,
-                       records: Sequence[Mapping[str, Any]], feed: str = "push",
-                       secret: str = PUSH_SECRET) -> httpx.Response:
+async def push_records(
+    client: httpx.AsyncClient,
+    base: str,
+    records: Sequence[Mapping[str, Any]],
+    feed: str = "push",
+    secret: str = PUSH_SECRET,
+) -> httpx.Response:
     """Sign and post records. Each call gets its own timestamp, so pushing the same
     body twice is two pushes, not a replayed signature."""
     ts = max(int(time.time()), _last_push_ts[0] + 1)
     _last_push_ts[0] = ts
     body = json.dumps({"records": list(records)}, ensure_ascii=False).encode()
-    return await client.post(f"{base}/feeds/{feed}/push", content=body,
-                             headers=signed_headers(body, secret, ts))
+    return await client.post(
+        f"{base}/feeds/{feed}/push", content=body, headers=signed_headers(body, secret, ts)
+    )
 
 
 def case_record(source_id: str, **fields: Any) -> dict[str, Any]:
@@ -161,9 +184,14 @@ def case_record(source_id: str, **fields: Any) -> dict[str, Any]:
     return rec
 
 
-async def read_sse(client: httpx.AsyncClient, url: str, *, until: Callable[[list[dict[str, str]]],
-                   bool], headers: Mapping[str, str] | None = None,
-                   timeout: float = 15.0) -> list[dict[str, str]]:
+async def read_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    until: Callable[[list[dict[str, str]]], bool],
+    headers: Mapping[str, str] | None = None,
+    limit: float = 15.0,
+) -> list[dict[str, str]]:
     """Read SSE events from a real server until `until(events)` holds (or time out)."""
     events: list[dict[str, str]] = []
 
@@ -186,7 +214,7 @@ async def read_sse(client: httpx.AsyncClient, url: str, *, until: Callable[[list
                 value = value[1:] if value.startswith(" ") else value
                 current[key] = current[key] + "\n" + value if key in current else value
 
-    await asyncio.wait_for(run(), timeout)
+    await asyncio.wait_for(run(), limit)
     return events
 
 
@@ -211,4 +239,3 @@ def require_in_ci(reason: str) -> None:
     if os.environ.get("YIZHENG_CI") == "1":
         pytest.fail(f"{reason} — CI must provide it (YIZHENG_CI=1)")
     pytest.skip(reason)
-

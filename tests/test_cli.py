@@ -16,8 +16,9 @@ from tests.conftest import settings_dict
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
-              ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def _commands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     out = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -32,8 +33,19 @@ def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
 def test_every_command_has_help_text() -> None:
     commands = _commands(build_parser())
     names = {" ".join(c) for c, _ in commands}
-    for expected in ["serve", "demo", "db migrate", "db backup", "feed run", "feed status",
-                     "import", "redact", "render", "led-client", "user add"]:
+    for expected in [
+        "serve",
+        "demo",
+        "db migrate",
+        "db backup",
+        "feed run",
+        "feed status",
+        "import",
+        "redact",
+        "render",
+        "led-client",
+        "user add",
+    ]:
         assert expected in names
     for _, sub in commands:
         for action in sub._actions:
@@ -43,12 +55,19 @@ def test_every_command_has_help_text() -> None:
 
 def _toml(tmp_path: Path) -> Path:
     data = settings_dict(tmp_path)
-    lines = [f'secret_key = "{data["secret_key"]}"',
-             "[database]", f'url = "{data["database"]["url"]}"']
+    lines = [
+        f'secret_key = "{data["secret_key"]}"',
+        "[database]",
+        f'url = "{data["database"]["url"]}"',
+    ]
     for t in data["towns"]:
         lines += ["[[towns]]", f'slug = "{t["slug"]}"', f'name = "{t["name"]}"']
-    lines += ["[[feeds]]", 'name = "push"', 'kind = "webhook"',
-              'secret = "test-push-secret-0123456789"']
+    lines += [
+        "[[feeds]]",
+        'name = "push"',
+        'kind = "webhook"',
+        'secret = "test-push-secret-0123456789"',
+    ]
     path = tmp_path / "yizheng.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -81,15 +100,27 @@ def test_unknown_feed_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_redact_command_as_a_real_process(tmp_path: Path) -> None:
     lines = "张兴九大爷反映路灯不亮，电话13812345678\n第二行没有个人信息\n"
-    done = subprocess.run([sys.executable, "-m", "display.cli", "redact"], input=lines,
-                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "display.cli", "redact"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+    )
     out = done.stdout.splitlines()
     assert len(out) == 2
     assert "兴九" not in out[0] and "13812345678" not in out[0]
     assert out[1] == "第二行没有个人信息"
-    done = subprocess.run([sys.executable, "-m", "display.cli", "redact", "--json"],
-                          input=lines, capture_output=True, text=True, cwd=tmp_path,
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "display.cli", "redact", "--json"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+    )
     first = json.loads(done.stdout.splitlines()[0])
     assert first["spans"]

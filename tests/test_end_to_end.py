@@ -21,10 +21,16 @@ async def test_simulator_stage_change_reaches_sse_subscriber(
     towns = [("longshi", "龙市镇"), ("huangjia", "黄家镇")]
     sim = Simulator(towns, seed=7, step_seconds=3600, initial_cases=12)
     async with serve_app(sim.app) as (sim_url, _):
-        settings = make_settings(feeds=[{
-            "name": "hotline", "kind": "open311", "url": f"{sim_url}/open311/v2",
-            "interval": 0.3,
-        }])
+        settings = make_settings(
+            feeds=[
+                {
+                    "name": "hotline",
+                    "kind": "open311",
+                    "url": f"{sim_url}/open311/v2",
+                    "interval": 0.3,
+                }
+            ]
+        )
         app = create_app(settings)
         async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
             # The first pull lands every simulated case.
@@ -51,8 +57,7 @@ async def test_simulator_stage_change_reaches_sse_subscriber(
                 sim.set_stage(target["no"], "in_progress")
 
             changer = asyncio.create_task(change_later())
-            events = await read_sse(client, f"{base}/events?town={target['town']}",
-                                    until=arrived)
+            events = await read_sse(client, f"{base}/events?town={target['town']}", until=arrived)
             await changer
             assert seen_stage[-1] == "in_progress"
             ids = [int(e["id"]) for e in events if "id" in e]
@@ -68,15 +73,20 @@ async def test_push_then_replay_with_last_event_id(live: Any) -> None:
         assert r.status_code == 202, r.text
         assert r.json()["new"] == 2
         everything = await read_sse(
-            client, f"{live.url}/events?town=longshi", headers={"Last-Event-ID": "0"},
-            until=lambda ev: sum(e.get("event") == "case" for e in ev) >= 2)
+            client,
+            f"{live.url}/events?town=longshi",
+            headers={"Last-Event-ID": "0"},
+            until=lambda ev: sum(e.get("event") == "case" for e in ev) >= 2,
+        )
         case_events = [e for e in everything if e.get("event") == "case"]
         first_id = int(case_events[0]["id"])
         # Reconnecting after the first event replays exactly what came later.
         rest = await read_sse(
-            client, f"{live.url}/events?town=longshi",
+            client,
+            f"{live.url}/events?town=longshi",
             headers={"Last-Event-ID": str(first_id)},
-            until=lambda ev: any(e.get("event") == "case" for e in ev))
+            until=lambda ev: any(e.get("event") == "case" for e in ev),
+        )
         replayed = [json.loads(e["data"])["no"] for e in rest if e.get("event") == "case"]
         assert replayed == ["LS-2"]
 
@@ -97,12 +107,20 @@ async def test_unchanged_push_makes_no_event_and_change_makes_one(live: Any) -> 
 
 async def test_kiosk_and_stats_agree(live: Any) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        await push_records(client, live.url, [
-            case_record("LS-1", status="resolved", outcome="resolved",
-                        resolved_at="2026-11-21T10:00:00+08:00"),
-            case_record("LS-2", status="in_progress"),
-            case_record("HJ-1", town="黄家镇", status="registered"),
-        ])
+        await push_records(
+            client,
+            live.url,
+            [
+                case_record(
+                    "LS-1",
+                    status="resolved",
+                    outcome="resolved",
+                    resolved_at="2026-11-21T10:00:00+08:00",
+                ),
+                case_record("LS-2", status="in_progress"),
+                case_record("HJ-1", town="黄家镇", status="registered"),
+            ],
+        )
         stats = (await client.get(f"{live.url}/api/v1/stats?town=longshi")).json()
         assert (stats["received"], stats["resolved"], stats["open"]) == (2, 1, 1)
         page = (await client.get(f"{live.url}/kiosk/longshi")).text

@@ -35,20 +35,24 @@ def seeded_records() -> list[dict[str, Any]]:
         case_record(
             "LS2026-0101",
             summary=f"{NAME}大爷反映不知道怎么办理特殊门诊，联系电话{PHONE_SPACED}，"
-                    f"身份证号{ID_NUMBER}",
+            f"身份证号{ID_NUMBER}",
             category="医疗保障",
-            requester_name=NAME, requester_phone=PHONE, requester_address=ADDRESS,
+            requester_name=NAME,
+            requester_phone=PHONE,
+            requester_address=ADDRESS,
         ),
         case_record(
             "LS2026-0102",
             summary=f"村民{NAME2}反映银杏村{HOUSE}门前路灯损坏，电话{PHONE}",
-            requester_name=NAME2, requester_phone=PHONE,
+            requester_name=NAME2,
+            requester_phone=PHONE,
         ),
         case_record(
             "LS2026-0103",
             summary=f"{NAME2}反映自家低保补助未到账",
             category="社会救助",
-            status="resolved", outcome="resolved",
+            status="resolved",
+            outcome="resolved",
             resolved_at="2026-11-22T10:00:00+08:00",
             requester_name=NAME2,
         ),
@@ -64,10 +68,32 @@ def write_ledger(path: Path) -> None:
     wb = openpyxl.Workbook()
     ws = wb.active
     assert ws is not None
-    ws.append(["编号", "诉求人", "联系电话", "诉求内容", "所属镇(街道)", "村(社区)",
-               "诉求类型", "办理状态", "受理时间"])
-    ws.append(["LS2026-0201", NAME, PHONE, f"{NAME}反映银杏村{HOUSE}排水沟堵塞",
-               "龙市镇", "银杏村", "一般", "办理中", "2026-11-20"])
+    ws.append(
+        [
+            "编号",
+            "诉求人",
+            "联系电话",
+            "诉求内容",
+            "所属镇(街道)",
+            "村(社区)",
+            "诉求类型",
+            "办理状态",
+            "受理时间",
+        ]
+    )
+    ws.append(
+        [
+            "LS2026-0201",
+            NAME,
+            PHONE,
+            f"{NAME}反映银杏村{HOUSE}排水沟堵塞",
+            "龙市镇",
+            "银杏村",
+            "一般",
+            "办理中",
+            "2026-11-20",
+        ]
+    )
     wb.save(path)
 
 
@@ -77,20 +103,33 @@ async def test_personal_data_never_reaches_storage_or_public_outputs(tmp_path: P
     ledger_dir = tmp_path / "ledgers"
     ledger_dir.mkdir()
     write_ledger(ledger_dir / "台账.xlsx")
-    settings: Settings = parse(settings_dict(tmp_path, feeds=[
-        {"name": "push", "kind": "webhook", "secret": "test-push-secret-0123456789"},
-        {"name": "ledger", "kind": "ledger", "path": str(ledger_dir), "interval": 0.3},
-    ]))
+    settings: Settings = parse(
+        settings_dict(
+            tmp_path,
+            feeds=[
+                {"name": "push", "kind": "webhook", "secret": "test-push-secret-0123456789"},
+                {"name": "ledger", "kind": "ledger", "path": str(ledger_dir), "interval": 0.3},
+            ],
+        )
+    )
     app = create_app(settings)
     async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
         r = await push_records(client, base, seeded_records())
         assert r.status_code == 202, r.text
         # A record that fails validation carries personal data too; it must be
         # quarantined without it.
-        r = await push_records(client, base, [
-            case_record("LS2026-0104", town="不存在镇", summary=f"{NAME}的电话{PHONE}",
-                        requester_name=NAME),
-        ])
+        r = await push_records(
+            client,
+            base,
+            [
+                case_record(
+                    "LS2026-0104",
+                    town="不存在镇",
+                    summary=f"{NAME}的电话{PHONE}",
+                    requester_name=NAME,
+                ),
+            ],
+        )
         assert r.status_code == 400
         assert_clean("push error answer", r.text)
         for _ in range(100):
@@ -101,21 +140,31 @@ async def test_personal_data_never_reaches_storage_or_public_outputs(tmp_path: P
         assert ledger_case.status_code == 200
 
         outputs: dict[str, str] = {}
-        for path in ["/api/v1/cases?limit=500", "/api/v1/stats", "/api/v1/stats?town=longshi",
-                     "/api/v1/cases/LS2026-0101", "/api/v1/cases/LS2026-0102",
-                     "/api/v1/cases/LS2026-0103", "/api/v1/cases/LS2026-0201",
-                     "/kiosk", "/kiosk/longshi", "/api/v1/boards"]:
+        for path in [
+            "/api/v1/cases?limit=500",
+            "/api/v1/stats",
+            "/api/v1/stats?town=longshi",
+            "/api/v1/cases/LS2026-0101",
+            "/api/v1/cases/LS2026-0102",
+            "/api/v1/cases/LS2026-0103",
+            "/api/v1/cases/LS2026-0201",
+            "/kiosk",
+            "/kiosk/longshi",
+            "/api/v1/boards",
+        ]:
             resp = await client.get(base + path)
             assert resp.status_code == 200, path
             outputs[path] = resp.text
-        for path in ["/led/longshi-gate/text", "/led/longshi-gate/pages.json",
-                     "/led/longshi-gate"]:
+        for path in ["/led/longshi-gate/text", "/led/longshi-gate/pages.json", "/led/longshi-gate"]:
             resp = await client.get(base + path)
             if resp.status_code == 200:
                 outputs[path] = resp.text
-        events = await read_sse(client, f"{base}/events", headers={"Last-Event-ID": "0"},
-                                until=lambda ev: sum(e.get("event") == "case"
-                                                     for e in ev) >= 4)
+        events = await read_sse(
+            client,
+            f"{base}/events",
+            headers={"Last-Event-ID": "0"},
+            until=lambda ev: sum(e.get("event") == "case" for e in ev) >= 4,
+        )
         outputs["/events"] = json.dumps(events, ensure_ascii=False)
         for label, text in outputs.items():
             assert_clean(label, text)

@@ -52,8 +52,15 @@ async def test_ingest_sets_due_date_and_estimated_flag(tmp_path: Path) -> None:
     await store.migrate()
     try:
         ing = Ingestor(settings, store, WorkCalendar())
-        rec = record_from_mapping({"source_id": "LS-1", "town": "longshi", "summary": "路灯不亮",
-                                   "received_at": "2026-12-20T10:00:00", "kind": "general"})
+        rec = record_from_mapping(
+            {
+                "source_id": "LS-1",
+                "town": "longshi",
+                "summary": "路灯不亮",
+                "received_at": "2026-12-20T10:00:00",
+                "kind": "general",
+            }
+        )
         case = ing.public_case(rec, today=date(2026, 12, 21))
         assert case.due_date is not None and case.due_date.year == 2027
         assert case.due_estimated is True

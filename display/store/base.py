@@ -140,13 +140,20 @@ class Store(Protocol):
         cursor: str | None,
     ) -> IngestCounts: ...
     async def refresh_overdue(self, today: date) -> int: ...
-    async def set_supervised(self, no: str, supervised: bool,
-                             note: str | None) -> PublicCase | None: ...
+    async def set_supervised(
+        self, no: str, supervised: bool, note: str | None
+    ) -> PublicCase | None: ...
     async def get_case(self, no: str) -> PublicCase | None: ...
     async def timeline(self, no: str) -> list[TimelineEntry]: ...
-    async def list_cases(self, *, town: str | None = None, stage: str | None = None,
-                         open_only: bool = False, limit: int = 100,
-                         offset: int = 0) -> list[PublicCase]: ...
+    async def list_cases(
+        self,
+        *,
+        town: str | None = None,
+        stage: str | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[PublicCase]: ...
     async def stats(self, town: str | None = None, since: datetime | None = None) -> Stats: ...
     async def open_trend(self, town: str | None, days: Sequence[date]) -> list[int]: ...
 
@@ -159,30 +166,36 @@ class Store(Protocol):
     async def save_notice(self, notice: Notice) -> Notice: ...
     async def withdraw_notice(self, notice_id: int, at: datetime) -> Notice | None: ...
     async def get_notice(self, notice_id: int) -> Notice | None: ...
-    async def list_notices(self, town: str | None = None, *, live_at: datetime | None = None,
-                           limit: int = 50) -> list[Notice]: ...
+    async def list_notices(
+        self, town: str | None = None, *, live_at: datetime | None = None, limit: int = 50
+    ) -> list[Notice]: ...
     async def announce_due_notices(self, now: datetime) -> int: ...
 
     # feeds
     async def load_cursor(self, feed: str) -> str | None: ...
     async def record_failure(self, feed: str, error: str, at: datetime) -> None: ...
     async def feed_states(self) -> list[FeedState]: ...
-    async def quarantine(self, feed: str | None = None, limit: int = 100) -> list[QuarantineRow]: ...
+    async def quarantine(
+        self, feed: str | None = None, limit: int = 100
+    ) -> list[QuarantineRow]: ...
 
     # boards
-    async def upsert_board(self, board_id: str, town: str | None, profile: Mapping[str, Any],
-                           token_hash: str | None) -> None: ...
+    async def upsert_board(
+        self, board_id: str, town: str | None, profile: Mapping[str, Any], token_hash: str | None
+    ) -> None: ...
     async def boards(self) -> list[BoardRow]: ...
     async def touch_boards(self, seen: Mapping[str, datetime]) -> None: ...
 
     # staff
-    async def add_user(self, name: str, role: str, towns: Sequence[str],
-                       password_hash: str) -> UserRow: ...
+    async def add_user(
+        self, name: str, role: str, towns: Sequence[str], password_hash: str
+    ) -> UserRow: ...
     async def get_user(self, name: str) -> UserRow | None: ...
     async def list_users(self) -> list[UserRow]: ...
     async def set_password(self, name: str, password_hash: str) -> None: ...
-    async def audit(self, actor: str, action: str, target: str | None, detail: str | None,
-                    ip: str | None) -> None: ...
+    async def audit(
+        self, actor: str, action: str, target: str | None, detail: str | None, ip: str | None
+    ) -> None: ...
     async def audit_log(self, limit: int = 200) -> list[AuditRow]: ...
 
     async def backup(self, path: str) -> None: ...
@@ -190,12 +203,31 @@ class Store(Protocol):
 
 def case_row_values(feed: str, source_id: str, c: PublicCase) -> tuple[Any, ...]:
     return (
-        c.no, feed, source_id, c.town, c.village, c.kind, c.category, c.channel, c.department,
-        c.stage, c.outcome, c.summary, int(c.sensitive), ts(c.received_at), ts(c.updated_at),
-        ts(c.resolved_at), ts(c.replied_at), c.due_date.isoformat() if c.due_date else None,
-        int(c.due_estimated), c.first_reply_due.isoformat() if c.first_reply_due else None,
-        int(c.overdue), None if c.on_time is None else int(c.on_time), int(c.supervised),
-        c.satisfaction, int(c.withdrawn),
+        c.no,
+        feed,
+        source_id,
+        c.town,
+        c.village,
+        c.kind,
+        c.category,
+        c.channel,
+        c.department,
+        c.stage,
+        c.outcome,
+        c.summary,
+        int(c.sensitive),
+        ts(c.received_at),
+        ts(c.updated_at),
+        ts(c.resolved_at),
+        ts(c.replied_at),
+        c.due_date.isoformat() if c.due_date else None,
+        int(c.due_estimated),
+        c.first_reply_due.isoformat() if c.first_reply_due else None,
+        int(c.overdue),
+        None if c.on_time is None else int(c.on_time),
+        int(c.supervised),
+        c.satisfaction,
+        int(c.withdrawn),
     )
 
 
@@ -216,12 +248,28 @@ def case_from_row(r: Sequence[Any]) -> PublicCase:
     updated = parse_ts(r[5])
     assert received is not None and updated is not None
     return PublicCase(
-        no=r[0], town=r[1], stage=r[2], kind=r[3], received_at=received, updated_at=updated,
-        category=r[6], channel=r[7], department=r[8], outcome=r[9], summary=r[10],
-        village=r[11], sensitive=bool(r[12]), resolved_at=parse_ts(r[13]),
-        replied_at=parse_ts(r[14]), due_date=parse_date(r[15]), due_estimated=bool(r[16]),
-        first_reply_due=parse_date(r[17]), overdue=bool(r[18]), supervised=bool(r[19]),
-        satisfaction=r[20], withdrawn=bool(r[21]),
+        no=r[0],
+        town=r[1],
+        stage=r[2],
+        kind=r[3],
+        received_at=received,
+        updated_at=updated,
+        category=r[6],
+        channel=r[7],
+        department=r[8],
+        outcome=r[9],
+        summary=r[10],
+        village=r[11],
+        sensitive=bool(r[12]),
+        resolved_at=parse_ts(r[13]),
+        replied_at=parse_ts(r[14]),
+        due_date=parse_date(r[15]),
+        due_estimated=bool(r[16]),
+        first_reply_due=parse_date(r[17]),
+        overdue=bool(r[18]),
+        supervised=bool(r[19]),
+        satisfaction=r[20],
+        withdrawn=bool(r[21]),
         on_time=None if r[22] is None else bool(r[22]),
     )
 
@@ -234,9 +282,17 @@ NOTICE_SELECT = (
 
 def notice_from_row(r: Sequence[Any]) -> Notice:
     return Notice(
-        id=r[0], town=r[1], title=r[2], body=r[3], case_no=r[4], urgent=bool(r[5]),
-        publish_at=parse_ts(r[6]), expires_at=parse_ts(r[7]), withdrawn_at=parse_ts(r[8]),
-        created_at=parse_ts(r[9]), created_by=r[10],
+        id=r[0],
+        town=r[1],
+        title=r[2],
+        body=r[3],
+        case_no=r[4],
+        urgent=bool(r[5]),
+        publish_at=parse_ts(r[6]),
+        expires_at=parse_ts(r[7]),
+        withdrawn_at=parse_ts(r[8]),
+        created_at=parse_ts(r[9]),
+        created_by=r[10],
     )
 
 
@@ -245,5 +301,4 @@ def event_json(kind: str, payload: Mapping[str, Any]) -> str:
 
 
 def migration_files() -> list[tuple[str, str]]:
-    return [(p.stem, p.read_text(encoding="utf-8"))
-            for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+    return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]

@@ -60,8 +60,9 @@ def _sql(text: str) -> str:
 
 
 class SqliteStore:
-    def __init__(self, path: str, *, readers: int = 2,
-                 on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, path: str, *, readers: int = 2, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.path = path
         self._readers_n = readers
         self._writer: aiosqlite.Connection | None = None
@@ -116,8 +117,9 @@ class SqliteStore:
         async with self._reader().execute(sql, params) as cur:
             return await cur.fetchone()
 
-    async def _write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]],
-                     *, notify: bool = True) -> T:
+    async def _write(
+        self, fn: Callable[[aiosqlite.Connection], Awaitable[T]], *, notify: bool = True
+    ) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         conn = self._writer
@@ -139,8 +141,9 @@ class SqliteStore:
             return await cur.fetchone()
 
     @staticmethod
-    async def _emit(conn: aiosqlite.Connection, kind: str, town: str | None,
-                    payload: Mapping[str, Any]) -> None:
+    async def _emit(
+        conn: aiosqlite.Connection, kind: str, town: str | None, payload: Mapping[str, Any]
+    ) -> None:
         await conn.execute(
             "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)",
             (ts(now_utc()), kind, town, event_json(kind, payload)),
@@ -170,11 +173,17 @@ class SqliteStore:
     # --- cases -----------------------------------------------------------------
 
     async def _stats_tx(self, conn: aiosqlite.Connection, town: str | None) -> Stats:
-        return await _stats(lambda sql, p: self._one(conn, sql, p),
-                            lambda sql, p: _all(conn, sql, p), town, None)
+        return await _stats(
+            lambda sql, p: self._one(conn, sql, p), lambda sql, p: _all(conn, sql, p), town, None
+        )
 
-    async def apply_cases(self, feed: str, changes: Sequence[CaseChange],
-                          rejected: Sequence[Rejected], cursor: str | None) -> IngestCounts:
+    async def apply_cases(
+        self,
+        feed: str,
+        changes: Sequence[CaseChange],
+        rejected: Sequence[Rejected],
+        cursor: str | None,
+    ) -> IngestCounts:
         async def run(conn: aiosqlite.Connection) -> IngestCounts:
             counts = IngestCounts()
             touched: set[str] = set()
@@ -182,15 +191,16 @@ class SqliteStore:
             for ch in changes:
                 c = ch.case
                 row = await self._one(
-                    conn, f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ?",
-                    (c.no,))
+                    conn, f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ?", (c.no,)
+                )
                 if row is not None and (row[0], row[1]) != (feed, ch.source_id):
                     counts.quarantined += 1
                     reason = "编号与其他数据源的案件重复"
                     counts.reasons.append((ch.source_id, reason))
                     await conn.execute(
                         "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                        (feed, ch.source_id, reason, at))
+                        (feed, ch.source_id, reason, at),
+                    )
                     continue
                 old = case_from_row(row[2:]) if row is not None else None
                 if old is not None:
@@ -208,21 +218,25 @@ class SqliteStore:
                     f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
                     f"({','.join('?' * len(values))}) "
                     "ON CONFLICT (no) DO UPDATE SET "
-                    + ", ".join(f"{col.strip()} = excluded.{col.strip()}"
-                                for col in CASE_COLUMNS.split(",")[1:]),
-                    values)
+                    + ", ".join(
+                        f"{col.strip()} = excluded.{col.strip()}"
+                        for col in CASE_COLUMNS.split(",")[1:]
+                    ),
+                    values,
+                )
                 if old is None or old.stage != c.stage:
                     await conn.execute(
                         "INSERT INTO case_timeline (no, at, stage, department, outcome) "
                         "VALUES (?,?,?,?,?)",
-                        (c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome))
+                        (c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome),
+                    )
                 for note in ch.notes:
                     await conn.execute(
                         "INSERT INTO case_timeline (no, at, stage, note) "
                         "SELECT ?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM case_timeline "
                         "WHERE no = ? AND at = ? AND note = ?)",
-                        (c.no, ts(note.at), note.stage, note.note, c.no, ts(note.at),
-                         note.note))
+                        (c.no, ts(note.at), note.stage, note.note, c.no, ts(note.at), note.note),
+                    )
                 if c.withdrawn:
                     counts.withdrawn += 1
                 elif old is None:
@@ -238,7 +252,8 @@ class SqliteStore:
                 counts.reasons.append((rej.source_id, rej.reason))
                 await conn.execute(
                     "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                    (feed, rej.source_id, rej.reason[:500], at))
+                    (feed, rej.source_id, rej.reason[:500], at),
+                )
             for town in sorted(touched):
                 stats = await self._stats_tx(conn, town)
                 await self._emit(conn, "stats", town, stats.to_json())
@@ -249,26 +264,30 @@ class SqliteStore:
                 "feed_state.cursor), last_attempt_at = excluded.last_attempt_at, "
                 "last_success_at = excluded.last_success_at, last_error = NULL, "
                 "consecutive_failures = 0, counts = excluded.counts",
-                (feed, cursor, at, at, json.dumps(counts.as_dict())))
+                (feed, cursor, at, at, json.dumps(counts.as_dict())),
+            )
             return counts
 
         return await self._write(run)
 
     async def refresh_overdue(self, today: date) -> int:
         """Flag open cases whose due date has passed; each change is an event."""
+
         async def run(conn: aiosqlite.Connection) -> int:
             rows = await _all(
                 conn,
                 f"SELECT {CASE_SELECT} FROM cases WHERE withdrawn = 0 AND ("
                 f"(stage IN {_OPEN} AND due_date IS NOT NULL AND due_date < ? AND overdue = 0)"
                 f" OR ((stage NOT IN {_OPEN} OR due_date >= ?) AND overdue = 1))",
-                (today.isoformat(), today.isoformat()))
+                (today.isoformat(), today.isoformat()),
+            )
             touched: set[str] = set()
             for r in rows:
                 c = case_from_row(r)
                 c = _replace(c, overdue=not c.overdue)
-                await conn.execute("UPDATE cases SET overdue = ? WHERE no = ?",
-                                   (int(c.overdue), c.no))
+                await conn.execute(
+                    "UPDATE cases SET overdue = ? WHERE no = ?", (int(c.overdue), c.no)
+                )
                 await self._emit(conn, "case", c.town, c.to_json())
                 touched.add(c.town)
             for town in sorted(touched):
@@ -277,8 +296,9 @@ class SqliteStore:
 
         return await self._write(run)
 
-    async def set_supervised(self, no: str, supervised: bool,
-                             note: str | None) -> PublicCase | None:
+    async def set_supervised(
+        self, no: str, supervised: bool, note: str | None
+    ) -> PublicCase | None:
         async def run(conn: aiosqlite.Connection) -> PublicCase | None:
             r = await self._one(conn, f"SELECT {CASE_SELECT} FROM cases WHERE no = ?", (no,))
             if r is None:
@@ -286,11 +306,19 @@ class SqliteStore:
             c = _replace(case_from_row(r), supervised=supervised)
             await conn.execute(
                 "UPDATE cases SET supervised = ?, supervised_note = ? WHERE no = ?",
-                (int(supervised), note, no))
+                (int(supervised), note, no),
+            )
             await conn.execute(
                 "INSERT INTO case_timeline (no, at, stage, note) VALUES (?,?,?,?)",
-                (no, ts(now_utc()), c.stage, ("督办：" + note) if supervised and note
-                 else ("督办" if supervised else "取消督办")))
+                (
+                    no,
+                    ts(now_utc()),
+                    c.stage,
+                    ("督办：" + note)
+                    if supervised and note
+                    else ("督办" if supervised else "取消督办"),
+                ),
+            )
             await self._emit(conn, "case", c.town, c.to_json())
             await self._emit(conn, "stats", c.town, (await self._stats_tx(conn, c.town)).to_json())
             return c
@@ -299,24 +327,32 @@ class SqliteStore:
 
     async def get_case(self, no: str) -> PublicCase | None:
         r = await self._fetchone(
-            f"SELECT {CASE_SELECT} FROM cases WHERE no = ? AND withdrawn = 0", (no,))
+            f"SELECT {CASE_SELECT} FROM cases WHERE no = ? AND withdrawn = 0", (no,)
+        )
         return case_from_row(r) if r else None
 
     async def timeline(self, no: str) -> list[TimelineEntry]:
         rows = await self._fetchall(
             "SELECT at, stage, note, department, outcome FROM case_timeline WHERE no = ? "
-            "ORDER BY at, id", (no,))
+            "ORDER BY at, id",
+            (no,),
+        )
         out = []
         for r in rows:
             at = parse_ts(r[0])
             assert at is not None
-            out.append(TimelineEntry(at=at, stage=r[1], note=r[2], department=r[3],
-                                     outcome=r[4]))
+            out.append(TimelineEntry(at=at, stage=r[1], note=r[2], department=r[3], outcome=r[4]))
         return out
 
-    async def list_cases(self, *, town: str | None = None, stage: str | None = None,
-                         open_only: bool = False, limit: int = 100,
-                         offset: int = 0) -> list[PublicCase]:
+    async def list_cases(
+        self,
+        *,
+        town: str | None = None,
+        stage: str | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[PublicCase]:
         where = ["withdrawn = 0"]
         params: list[Any] = []
         if town:
@@ -327,17 +363,23 @@ class SqliteStore:
             params.append(stage)
         if open_only:
             where.append(f"stage IN {_OPEN}")
-        order = ("overdue DESC, supervised DESC, due_date, received_at" if open_only
-                 else "updated_at DESC")
+        order = (
+            "overdue DESC, supervised DESC, due_date, received_at"
+            if open_only
+            else "updated_at DESC"
+        )
         rows = await self._fetchall(
             f"SELECT {CASE_SELECT} FROM cases WHERE {' AND '.join(where)} "
-            f"ORDER BY {order} LIMIT ? OFFSET ?", (*params, limit, offset))
+            f"ORDER BY {order} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
         return [case_from_row(r) for r in rows]
 
     async def stats(self, town: str | None = None, since: datetime | None = None) -> Stats:
         conn = self._reader()
-        return await _stats(lambda sql, p: _one(conn, sql, p),
-                            lambda sql, p: _all(conn, sql, p), town, since)
+        return await _stats(
+            lambda sql, p: _one(conn, sql, p), lambda sql, p: _all(conn, sql, p), town, since
+        )
 
     async def open_trend(self, town: str | None, days: Sequence[date]) -> list[int]:
         out = []
@@ -351,7 +393,9 @@ class SqliteStore:
                 params.append(town)
             r = await self._fetchone(
                 "SELECT count(*) FROM cases WHERE withdrawn = 0 AND received_at < ? AND "
-                f"(resolved_at IS NULL OR resolved_at >= ?){where}", params)
+                f"(resolved_at IS NULL OR resolved_at >= ?){where}",
+                params,
+            )
             out.append(int(r[0]))
         return out
 
@@ -360,7 +404,8 @@ class SqliteStore:
     async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
         rows = await self._fetchall(
             "SELECT seq, kind, town, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit))
+            (seq, limit),
+        )
         return [Event(r[0], r[1], r[2], r[3], parse_ts(r[4])) for r in rows]
 
     async def event_bounds(self) -> tuple[int, int]:
@@ -377,8 +422,9 @@ class SqliteStore:
     async def prune_events(self, keep: int, before: datetime) -> int:
         async def run(conn: aiosqlite.Connection) -> int:
             cur = await conn.execute(
-                "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ? "
-                "OR at < ?", (keep, ts(before)))
+                "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ? OR at < ?",
+                (keep, ts(before)),
+            )
             return cur.rowcount
 
         return await self._write(run, notify=False)
@@ -388,41 +434,52 @@ class SqliteStore:
     async def save_notice(self, notice: Notice) -> Notice:
         async def run(conn: aiosqlite.Connection) -> Notice:
             now = now_utc()
-            values = (notice.town, notice.title, notice.body, notice.case_no,
-                      int(notice.urgent), ts(notice.publish_at), ts(notice.expires_at),
-                      ts(notice.withdrawn_at))
+            values = (
+                notice.town,
+                notice.title,
+                notice.body,
+                notice.case_no,
+                int(notice.urgent),
+                ts(notice.publish_at),
+                ts(notice.expires_at),
+                ts(notice.withdrawn_at),
+            )
             live = notice.is_live(now)
             if notice.id:
                 await conn.execute(
                     "UPDATE notices SET town=?, title=?, body=?, case_no=?, urgent=?, "
                     "publish_at=?, expires_at=?, withdrawn_at=?, announced=? WHERE id=?",
-                    (*values, int(live), notice.id))
+                    (*values, int(live), notice.id),
+                )
                 nid = notice.id
             else:
                 cur = await conn.execute(
                     "INSERT INTO notices (town, title, body, case_no, urgent, publish_at, "
                     "expires_at, withdrawn_at, created_at, created_by, announced) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (*values, ts(now), notice.created_by, int(live)))
+                    (*values, ts(now), notice.created_by, int(live)),
+                )
                 nid = int(cur.lastrowid or 0)
             r = await self._one(conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (nid,))
             saved = notice_from_row(r)
-            await self._emit(conn, "notice", saved.town,
-                             {**saved.to_json(), "live": saved.is_live(now)})
+            await self._emit(
+                conn, "notice", saved.town, {**saved.to_json(), "live": saved.is_live(now)}
+            )
             return saved
 
         return await self._write(run)
 
     async def withdraw_notice(self, notice_id: int, at: datetime) -> Notice | None:
         async def run(conn: aiosqlite.Connection) -> Notice | None:
-            r = await self._one(conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?",
-                                (notice_id,))
+            r = await self._one(
+                conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (notice_id,)
+            )
             if r is None:
                 return None
-            await conn.execute("UPDATE notices SET withdrawn_at=? WHERE id=?",
-                               (ts(at), notice_id))
-            r = await self._one(conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?",
-                                (notice_id,))
+            await conn.execute("UPDATE notices SET withdrawn_at=? WHERE id=?", (ts(at), notice_id))
+            r = await self._one(
+                conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (notice_id,)
+            )
             n = notice_from_row(r)
             await self._emit(conn, "notice", n.town, {**n.to_json(), "live": False})
             return n
@@ -433,8 +490,9 @@ class SqliteStore:
         r = await self._fetchone(f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (notice_id,))
         return notice_from_row(r) if r else None
 
-    async def list_notices(self, town: str | None = None, *, live_at: datetime | None = None,
-                           limit: int = 50) -> list[Notice]:
+    async def list_notices(
+        self, town: str | None = None, *, live_at: datetime | None = None, limit: int = 50
+    ) -> list[Notice]:
         where = ["1=1"]
         params: list[Any] = []
         if town:
@@ -442,17 +500,21 @@ class SqliteStore:
             params.append(town)
         if live_at is not None:
             t = ts(live_at)
-            where.append("withdrawn_at IS NULL AND (publish_at IS NULL OR publish_at <= ?) "
-                         "AND (expires_at IS NULL OR expires_at > ?)")
+            where.append(
+                "withdrawn_at IS NULL AND (publish_at IS NULL OR publish_at <= ?) "
+                "AND (expires_at IS NULL OR expires_at > ?)"
+            )
             params += [t, t]
         rows = await self._fetchall(
             f"SELECT {NOTICE_SELECT} FROM notices WHERE {' AND '.join(where)} "
             "ORDER BY urgent DESC, COALESCE(publish_at, created_at) DESC, id DESC LIMIT ?",
-            (*params, limit))
+            (*params, limit),
+        )
         return [notice_from_row(r) for r in rows]
 
     async def announce_due_notices(self, now: datetime) -> int:
         """Scheduled notices that went live, or expired, since the last call become events."""
+
         async def run(conn: aiosqlite.Connection) -> int:
             t = ts(now)
             rows = await _all(
@@ -461,12 +523,14 @@ class SqliteStore:
                 "(announced = 0 AND (publish_at IS NULL OR publish_at <= ?) AND "
                 "(expires_at IS NULL OR expires_at > ?)) OR "
                 "(announced = 1 AND expires_at IS NOT NULL AND expires_at <= ?))",
-                (t, t, t))
+                (t, t, t),
+            )
             for r in rows:
                 n = notice_from_row(r)
                 live = n.is_live(now)
-                await conn.execute("UPDATE notices SET announced=? WHERE id=?",
-                                   (2 if not live else 1, n.id))
+                await conn.execute(
+                    "UPDATE notices SET announced=? WHERE id=?", (2 if not live else 1, n.id)
+                )
                 await self._emit(conn, "notice", n.town, {**n.to_json(), "live": live})
             return len(rows)
 
@@ -485,7 +549,8 @@ class SqliteStore:
                 "consecutive_failures) VALUES (?,?,?,1) ON CONFLICT (name) DO UPDATE SET "
                 "last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error, "
                 "consecutive_failures = feed_state.consecutive_failures + 1",
-                (feed, ts(at), error[:500]))
+                (feed, ts(at), error[:500]),
+            )
 
         await self._write(run, notify=False)
 
@@ -493,15 +558,29 @@ class SqliteStore:
         rows = await self._fetchall(
             "SELECT f.name, f.cursor, f.last_attempt_at, f.last_success_at, f.last_error, "
             "f.consecutive_failures, f.counts, (SELECT count(*) FROM quarantine q "
-            "WHERE q.feed = f.name) FROM feed_state f ORDER BY f.name")
-        return [FeedState(r[0], r[1], parse_ts(r[2]), parse_ts(r[3]), r[4], r[5],
-                          json.loads(r[6]) if r[6] else {}, r[7]) for r in rows]
+            "WHERE q.feed = f.name) FROM feed_state f ORDER BY f.name"
+        )
+        return [
+            FeedState(
+                r[0],
+                r[1],
+                parse_ts(r[2]),
+                parse_ts(r[3]),
+                r[4],
+                r[5],
+                json.loads(r[6]) if r[6] else {},
+                r[7],
+            )
+            for r in rows
+        ]
 
     async def quarantine(self, feed: str | None = None, limit: int = 100) -> list[QuarantineRow]:
         rows = await self._fetchall(
             "SELECT id, feed, source_id, reason, at FROM quarantine "
-            + ("WHERE feed = ? " if feed else "") + "ORDER BY id DESC LIMIT ?",
-            (feed, limit) if feed else (limit,))
+            + ("WHERE feed = ? " if feed else "")
+            + "ORDER BY id DESC LIMIT ?",
+            (feed, limit) if feed else (limit,),
+        )
         out = []
         for r in rows:
             at = parse_ts(r[4])
@@ -511,22 +590,30 @@ class SqliteStore:
 
     # --- boards ----------------------------------------------------------------
 
-    async def upsert_board(self, board_id: str, town: str | None, profile: Mapping[str, Any],
-                           token_hash: str | None) -> None:
+    async def upsert_board(
+        self, board_id: str, town: str | None, profile: Mapping[str, Any], token_hash: str | None
+    ) -> None:
         async def run(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "INSERT INTO boards (id, town, profile, token_hash, created_at) "
                 "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET town = excluded.town, "
                 "profile = excluded.profile, "
                 "token_hash = COALESCE(excluded.token_hash, boards.token_hash)",
-                (board_id, town, json.dumps(profile, ensure_ascii=False), token_hash,
-                 ts(now_utc())))
+                (
+                    board_id,
+                    town,
+                    json.dumps(profile, ensure_ascii=False),
+                    token_hash,
+                    ts(now_utc()),
+                ),
+            )
 
         await self._write(run, notify=False)
 
     async def boards(self) -> list[BoardRow]:
         rows = await self._fetchall(
-            "SELECT id, town, profile, token_hash, last_seen_at FROM boards ORDER BY id")
+            "SELECT id, town, profile, token_hash, last_seen_at FROM boards ORDER BY id"
+        )
         return [BoardRow(r[0], r[1], json.loads(r[2]), r[3], parse_ts(r[4])) for r in rows]
 
     async def touch_boards(self, seen: Mapping[str, datetime]) -> None:
@@ -536,56 +623,71 @@ class SqliteStore:
         async def run(conn: aiosqlite.Connection) -> None:
             await conn.executemany(
                 "UPDATE boards SET last_seen_at = ? WHERE id = ?",
-                [(ts(at), bid) for bid, at in seen.items()])
+                [(ts(at), bid) for bid, at in seen.items()],
+            )
 
         await self._write(run, notify=False)
 
     # --- staff -----------------------------------------------------------------
 
-    async def add_user(self, name: str, role: str, towns: Sequence[str],
-                       password_hash: str) -> UserRow:
+    async def add_user(
+        self, name: str, role: str, towns: Sequence[str], password_hash: str
+    ) -> UserRow:
         async def run(conn: aiosqlite.Connection) -> UserRow:
             await conn.execute(
                 "INSERT INTO users (name, role, towns, password_hash, created_at) "
                 "VALUES (?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
                 "towns = excluded.towns, password_hash = excluded.password_hash, disabled = 0",
-                (name, role, ",".join(towns), password_hash, ts(now_utc())))
-            r = await self._one(conn, "SELECT id, name, role, towns, password_hash, disabled "
-                                "FROM users WHERE name = ?", (name,))
+                (name, role, ",".join(towns), password_hash, ts(now_utc())),
+            )
+            r = await self._one(
+                conn,
+                "SELECT id, name, role, towns, password_hash, disabled FROM users WHERE name = ?",
+                (name,),
+            )
             return _user(r)
 
         return await self._write(run, notify=False)
 
     async def get_user(self, name: str) -> UserRow | None:
-        r = await self._fetchone("SELECT id, name, role, towns, password_hash, disabled "
-                                 "FROM users WHERE name = ?", (name,))
+        r = await self._fetchone(
+            "SELECT id, name, role, towns, password_hash, disabled FROM users WHERE name = ?",
+            (name,),
+        )
         return _user(r) if r else None
 
     async def list_users(self) -> list[UserRow]:
-        rows = await self._fetchall("SELECT id, name, role, towns, password_hash, disabled "
-                                    "FROM users ORDER BY name")
+        rows = await self._fetchall(
+            "SELECT id, name, role, towns, password_hash, disabled FROM users ORDER BY name"
+        )
         return [_user(r) for r in rows]
 
     async def set_password(self, name: str, password_hash: str) -> None:
         async def run(conn: aiosqlite.Connection) -> None:
-            await conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
-                               (password_hash, name))
+            await conn.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+            )
 
         await self._write(run, notify=False)
 
-    async def audit(self, actor: str, action: str, target: str | None, detail: str | None,
-                    ip: str | None) -> None:
+    async def audit(
+        self, actor: str, action: str, target: str | None, detail: str | None, ip: str | None
+    ) -> None:
         async def run(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "INSERT INTO audit_log (at, actor, action, target, detail, ip) "
-                "VALUES (?,?,?,?,?,?)", (ts(now_utc()), actor, action, target, detail, ip))
+                "VALUES (?,?,?,?,?,?)",
+                (ts(now_utc()), actor, action, target, detail, ip),
+            )
 
         await self._write(run, notify=False)
 
     async def audit_log(self, limit: int = 200) -> list[AuditRow]:
         rows = await self._fetchall(
             "SELECT id, at, actor, action, target, detail, ip FROM audit_log "
-            "ORDER BY id DESC LIMIT ?", (limit,))
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         out = []
         for r in rows:
             at = parse_ts(r[1])
@@ -598,15 +700,18 @@ class SqliteStore:
         if self._writer is None:
             raise RuntimeError("store is not open")
 
-        def copy(src: sqlite3.Connection) -> None:
+        def copy() -> None:
+            src = sqlite3.connect(self.path)
             dst = sqlite3.connect(path)
             try:
                 src.backup(dst)
             finally:
                 dst.close()
+                src.close()
 
+        # Holding the write lock keeps the copy from restarting on every commit.
         async with self._lock:
-            await self._writer._execute(copy, self._writer._conn)  # noqa: SLF001
+            await asyncio.to_thread(copy)
 
 
 # --- helpers shared by the queries above ------------------------------------------
@@ -622,9 +727,12 @@ async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ())
         return await cur.fetchone()
 
 
-async def _stats(one: Callable[[str, Sequence[Any]], Awaitable[Any]],
-                 all_: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
-                 town: str | None, since: datetime | None) -> Stats:
+async def _stats(
+    one: Callable[[str, Sequence[Any]], Awaitable[Any]],
+    all_: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
+    town: str | None,
+    since: datetime | None,
+) -> Stats:
     where = ["withdrawn = 0"]
     params: list[Any] = []
     if town:
@@ -646,13 +754,29 @@ async def _stats(one: Callable[[str, Sequence[Any]], Awaitable[Any]],
         f"coalesce(sum(on_time = 1 AND stage IN {_CLOSED}), 0), "
         "coalesce(sum(satisfaction IS NOT NULL), 0), "
         "coalesce(sum(satisfaction IN ('satisfied', 'basically_satisfied')), 0) "
-        f"FROM cases WHERE {w}", params)
+        f"FROM cases WHERE {w}",
+        params,
+    )
     channels = await all_(
         f"SELECT coalesce(channel, '其他'), count(*) FROM cases WHERE {w} "
-        "GROUP BY 1 ORDER BY 2 DESC, 1", params)
-    return Stats(town=town, received=r[0], resolved=r[1], open=r[2], in_progress=r[3],
-                 explained=r[4], planned=r[5], overdue=r[6], supervised=r[7], on_time=r[8],
-                 rated=r[9], satisfied=r[10], channels={c: n for c, n in channels})
+        "GROUP BY 1 ORDER BY 2 DESC, 1",
+        params,
+    )
+    return Stats(
+        town=town,
+        received=r[0],
+        resolved=r[1],
+        open=r[2],
+        in_progress=r[3],
+        explained=r[4],
+        planned=r[5],
+        overdue=r[6],
+        supervised=r[7],
+        on_time=r[8],
+        rated=r[9],
+        satisfied=r[10],
+        channels={c: n for c, n in channels},
+    )
 
 
 def _user(r: Sequence[Any]) -> UserRow:

@@ -18,9 +18,11 @@ MAX_LIMIT = 500
 
 
 def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status,
-                        headers={"cache-control": "no-cache",
-                                 "access-control-allow-origin": "*"})
+    return JSONResponse(
+        data,
+        status_code=status,
+        headers={"cache-control": "no-cache", "access-control-allow-origin": "*"},
+    )
 
 
 def town_param(request: Request) -> tuple[str | None, Response | None]:
@@ -55,10 +57,16 @@ async def cases(request: Request) -> Response:
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     if limit is None or offset is None:
         return error(400, f"limit 须为 1–{MAX_LIMIT} 的整数，offset 须为非负整数")
-    rows = await ctx.store.list_cases(town=town, stage=None if stage == "open" else stage,
-                                      open_only=stage == "open", limit=limit, offset=offset)
-    return _json({"cases": [c.to_json(ctx.days_left(c)) for c in rows],
-                  "limit": limit, "offset": offset})
+    rows = await ctx.store.list_cases(
+        town=town,
+        stage=None if stage == "open" else stage,
+        open_only=stage == "open",
+        limit=limit,
+        offset=offset,
+    )
+    return _json(
+        {"cases": [c.to_json(ctx.days_left(c)) for c in rows], "limit": limit, "offset": offset}
+    )
 
 
 async def case(request: Request) -> Response:
@@ -79,9 +87,14 @@ async def stats(request: Request) -> Response:
     if err:
         return err
     f = await town_figures(ctx, town)
-    return _json({**f.total.to_json(), "this_year": f.year.to_json(),
-                  "this_month": f.month.to_json(),
-                  "stale_since": f.stale_since.isoformat() if f.stale_since else None})
+    return _json(
+        {
+            **f.total.to_json(),
+            "this_year": f.year.to_json(),
+            "this_month": f.month.to_json(),
+            "stale_since": f.stale_since.isoformat() if f.stale_since else None,
+        }
+    )
 
 
 async def boards(request: Request) -> Response:
@@ -90,13 +103,18 @@ async def boards(request: Request) -> Response:
     out = []
     for row in await ctx.store.boards():
         seen = ctx.last_seen.get(row.id) or row.last_seen_at
-        out.append({
-            "id": row.id, "town": row.town, "kind": row.profile.get("kind"),
-            "width": row.profile.get("width"), "height": row.profile.get("height"),
-            "color": row.profile.get("color"),
-            "last_seen": seen.isoformat() if seen else None,
-            "online": bool(seen and now - seen < timedelta(seconds=90)),
-        })
+        out.append(
+            {
+                "id": row.id,
+                "town": row.town,
+                "kind": row.profile.get("kind"),
+                "width": row.profile.get("width"),
+                "height": row.profile.get("height"),
+                "color": row.profile.get("color"),
+                "last_seen": seen.isoformat() if seen else None,
+                "online": bool(seen and now - seen < timedelta(seconds=90)),
+            }
+        )
     return _json({"boards": out})
 
 
@@ -107,11 +125,17 @@ async def openapi(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     ctx = ctx_of(request)
     try:
-        oldest, newest = await ctx.store.event_bounds()
+        _oldest, newest = await ctx.store.event_bounds()
     except Exception:
         return _json({"status": "error", "database": "unreachable"}, 503)
-    return _json({"status": "ok", "events": newest, "tail": ctx.tailer.last_seq,
-                  "subscribers": ctx.hub.count()})
+    return _json(
+        {
+            "status": "ok",
+            "events": newest,
+            "tail": ctx.tailer.last_seq,
+            "subscribers": ctx.hub.count(),
+        }
+    )
 
 
 def routes() -> list[BaseRoute]:

@@ -44,8 +44,14 @@ async def push(request: Request) -> Response:
         return error(413, f"请求体过大（上限 {MAX_BODY // (1024 * 1024)} MB）")
     guard: ReplayGuard = ctx.extra.setdefault(f"replay:{name}", ReplayGuard())
     try:
-        verify(feed.secret, request.headers.get(TIMESTAMP_HEADER),
-               request.headers.get(SIGNATURE_HEADER), body, now=time.time(), guard=guard)
+        verify(
+            feed.secret,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            now=time.time(),
+            guard=guard,
+        )
     except SignatureError as e:
         return error(401, f"签名校验失败：{e}")
     try:
@@ -57,8 +63,9 @@ async def push(request: Request) -> Response:
     accepted = counts.new + counts.changed + counts.unchanged + counts.withdrawn
     # Some records stored: 202, listing the rest. Every record refused: 400.
     status = 400 if invalid and not accepted else 202
-    return JSONResponse({"accepted": accepted, **counts.as_dict(), "invalid": invalid},
-                        status_code=status)
+    return JSONResponse(
+        {"accepted": accepted, **counts.as_dict(), "invalid": invalid}, status_code=status
+    )
 
 
 def routes() -> list[BaseRoute]:
