@@ -5,6 +5,7 @@ Error messages name the host and path only: query strings may carry api keys.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ DEFAULT_TIMEOUT = 10.0
 #: A case system answering more than this in one response is broken or hostile.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 USER_AGENT = "yizheng-feeds/0.1"
+#: The whole answer must arrive within this many per-read timeouts.
+TOTAL_FACTOR = 6
 
 
 def safe_url(url: str) -> str:
@@ -69,8 +72,12 @@ async def get(
     error statuses are returned so the caller can read the source's error body.
     """
     where = safe_url(url)
+    # httpx's timeout bounds each read; a server trickling bytes could stall us for
+    # ever, so bound the whole answer as well.
+    per_read = client.timeout.read or DEFAULT_TIMEOUT
+    total = per_read * TOTAL_FACTOR
     try:
-        async with client.stream("GET", url, params=params) as resp:
+        async with asyncio.timeout(total), client.stream("GET", url, params=params) as resp:
             chunks: list[bytes] = []
             size = 0
             async for chunk in resp.aiter_bytes():
@@ -84,8 +91,10 @@ async def get(
                 resp.status_code, resp.headers.get("content-type", ""), b"".join(chunks), where
             )
     except httpx.TimeoutException:
-        seconds = client.timeout.read
-        limit_text = f" within {seconds:g} s" if seconds else ""
-        raise FeedError(f"{feed}: {where} did not answer{limit_text} (timeout)") from None
+        raise FeedError(f"{feed}: {where} did not answer within {per_read:g} s (timeout)") from None
+    except TimeoutError:
+        raise FeedError(
+            f"{feed}: {where} did not finish its answer within {total:g} s (timeout)"
+        ) from None
     except httpx.HTTPError as exc:
         raise FeedError(f"{feed}: cannot reach {where} ({type(exc).__name__})") from None

@@ -127,6 +127,9 @@ class Open311Config:
     #: Stop a pull after this many records; the next pull continues from its cursor.
     max_records: int = 20_000
     max_pages: int = 1000
+    #: town slug -> (south, west, north, east) in WGS84, for requests that carry
+    #: coordinates but no recognisable address.
+    areas: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 def _key(name: str, key: str) -> str:
@@ -158,8 +161,24 @@ def _bool(name: str, config: Mapping[str, Any], key: str, default: bool) -> bool
     return value
 
 
+#: Keys of a feed table that this adapter reads, or that other layers own.
+KNOWN_KEYS = frozenset(
+    {
+        "url", "format", "jurisdiction_id", "api_key", "since", "page_size", "max_results",
+        "window_days", "overlap", "timeout", "statuses", "extensions", "updates",
+        "window_params", "town", "towns", "areas", "max_records", "max_pages",
+        # read by settings and the runner
+        "name", "kind", "interval", "staleness", "path", "secret",
+    }
+)  # fmt: skip
+
+
 def parse_config(name: str, config: Mapping[str, Any], towns: Mapping[str, str]) -> Open311Config:
     """Validate the feed's options; FeedError names the bad key."""
+    unknown = sorted(str(k) for k in config if k not in KNOWN_KEYS)
+    if unknown:
+        # Not fatal (other layers may add keys), but a typo should not pass silently.
+        log.warning("feeds.%s: unknown option(s) ignored: %s", name, ", ".join(unknown))
     url = _opt_str(name, config, "url")
     if not url or not re.match(r"^https?://", url):
         raise FeedError(f"{_key(name, 'url')}: an http:// or https:// URL is required")
@@ -225,7 +244,35 @@ def parse_config(name: str, config: Mapping[str, Any], towns: Mapping[str, str])
         town=town,
         max_records=int(_num(name, config, "max_records", 20_000, 1)),
         max_pages=int(_num(name, config, "max_pages", 1000, 1)),
+        areas=_parse_areas(name, config.get("areas"), towns),
     )
+
+
+def _parse_areas(
+    name: str, raw: Any, towns: Mapping[str, str]
+) -> dict[str, tuple[float, float, float, float]]:
+    if raw in (None, {}):
+        return {}
+    where = _key(name, "areas")
+    if not isinstance(raw, Mapping):
+        raise FeedError(f"{where}: must be a table of town = [south, west, north, east]")
+    matcher = TownMatcher(towns)
+    areas: dict[str, tuple[float, float, float, float]] = {}
+    for town, box in raw.items():
+        slug = matcher.exact(str(town)) if towns else str(town)
+        if slug is None:
+            raise FeedError(f"{where}.{town}: not a configured town")
+        if (
+            not isinstance(box, list | tuple)
+            or len(box) != 4
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+        ):
+            raise FeedError(f"{where}.{town}: must be [south, west, north, east] in degrees")
+        south, west, north, east = (float(v) for v in box)
+        if not (-90 <= south < north <= 90 and -180 <= west < east <= 180):
+            raise FeedError(f"{where}.{town}: south < north and west < east, in degrees")
+        areas[slug] = (south, west, north, east)
+    return areas
 
 
 # -- XML ---------------------------------------------------------------------
@@ -351,6 +398,8 @@ class Open311Adapter:
         self._clock = clock or (lambda: datetime.now(UTC))
         #: Requests made so far (for tests and `feed status`).
         self.requests_made = 0
+        #: The last pull stopped at max_records; the runner pulls again at once.
+        self.has_more = False
 
     @classmethod
     def from_config(
@@ -507,12 +556,14 @@ class Open311Adapter:
         raw: list[Any] = []
         done_until = start
         w_start = start
+        self.has_more = False
         while w_start < now:
             w_end = min(w_start + cfg.window, now)
             raw.extend(await self._crawl_window(w_start, w_end))
             done_until = w_end
             w_start = w_end
             if len(raw) >= cfg.max_records:
+                self.has_more = w_start < now
                 break
         updates: list[Any] = []
         if cfg.updates and done_until > start:
@@ -520,7 +571,12 @@ class Open311Adapter:
 
         batch = self._convert(raw, updates, done_until)
         seen = [r.updated_at for r in batch.records if r.updated_at is not None]
-        if seen:
+        if self.has_more:
+            # Stopped early at a window boundary in the past: everything up to it has
+            # been read, and the next pull must start beyond it even though the
+            # overlap alone may fill max_records again.
+            latest = done_until
+        elif seen:
             # Clamp to what we asked for: a server clock ahead of ours must not
             # push the cursor past records we have not read yet.
             latest = min(max(seen), done_until)
@@ -576,6 +632,19 @@ class Open311Adapter:
             return None
         return self.config.statuses.get(normalize_status(status))
 
+    def _town_at(self, lat_raw: Any, long_raw: Any) -> str | None:
+        try:
+            lat, lon = float(lat_raw), float(long_raw)
+        except (TypeError, ValueError):
+            return None
+        # Smallest box first, so a town inside a larger district wins.
+        hits = [
+            ((n - s) * (e - w), slug)
+            for slug, (s, w, n, e) in self.config.areas.items()
+            if s <= lat <= n and w <= lon <= e
+        ]
+        return min(hits)[1] if hits else None
+
     def to_record(
         self, item: Mapping[str, Any], extra_notes: Sequence[Mapping[str, Any]] = ()
     ) -> CaseRecord:
@@ -612,6 +681,8 @@ class Open311Adapter:
             if town:
                 break
             town = self._towns.find(_text(attr(key)))
+        if not town and self.config.areas:
+            town = self._town_at(attr("lat"), attr("long"))
         if not town:
             town = self.config.town
         if not town and self._towns:
@@ -664,7 +735,11 @@ class Open311Adapter:
             "notes": _clean_notes(notes),
             "requester_name": name,
             "requester_phone": _text(attr("requester_phone")) or _text(item.get("phone")),
-            "requester_address": _text(attr("requester_address")),
+            # The request's address is often the requester's home: a hint for the
+            # redactor, never stored.
+            "requester_address": (
+                _text(attr("requester_address")) or _text(item.get("address")) or ""
+            )[:300],
         }
         if stage in _AFTER_RESOLVED and data["outcome"] is None and status_text == "closed":
             data["outcome"] = "resolved"

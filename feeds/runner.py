@@ -135,7 +135,8 @@ class FeedRunner:
     def next_delay(self) -> float:
         failures = self.state.consecutive_failures
         if failures == 0:
-            return self.interval
+            # An adapter that stopped early on a large backlog says so; catch up at once.
+            return 0.0 if getattr(self.adapter, "has_more", False) else self.interval
         return backoff_delay(failures, self.backoff_base, self.max_backoff, self._rng)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -766,11 +766,29 @@ class RunningServer:
 
 
 class _QuietServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
     # The embedding process owns the signals (Ctrl-C must stop `yizheng demo`,
     # not just the simulator).
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
         yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn polls should_exit every 0.1 s; waiting on an event makes stopping
+        # immediate (tests start and stop many servers). on_tick still refreshes the
+        # Date header once a second (it does so when counter % 10 == 0).
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 1.0)
 
 
 @contextlib.asynccontextmanager
@@ -797,7 +815,7 @@ async def serve_app(
             await asyncio.sleep(0.005)
         yield RunningServer(host, real_port)
     finally:
-        server.should_exit = True
+        server.request_exit()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()

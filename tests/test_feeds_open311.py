@@ -3,6 +3,7 @@ canned server for answers the simulator never gives (odd statuses, broken items)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -10,12 +11,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from feeds import httpclient
 from feeds.adapters import FeedError, build_adapter
 from feeds.open311 import Open311Adapter, parse_xml
 from feeds.record import Batch, CaseRecord
@@ -493,3 +496,83 @@ async def test_simulator_kind_defaults_to_the_simulator_port() -> None:
     assert isinstance(a, Open311Adapter)
     assert a.config.url == "http://127.0.0.1:9311/open311/v2"
     await a.aclose()
+
+
+async def test_a_trickling_answer_hits_the_overall_deadline() -> None:
+    async def trickle(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"["
+            for _ in range(200):
+                await asyncio.sleep(0.02)  # each read is quick, the whole is not
+                yield b" "
+            yield b"]"
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/open311/v2/{res}", trickle)])
+    async with serve_app(app) as server:
+        with pytest.raises(FeedError, match="did not finish its answer"):
+            await pull(server.open311_url, timeout=0.05)
+
+
+async def test_oversized_answer_is_refused(canned: tuple[Canned, str]) -> None:
+    state, url = canned
+    state.body = b"[" + b" " * 5000 + b"]"
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(FeedError, match="answered more than"):
+            await httpclient.get(client, url + "/requests.json", feed="hotline", limit=4096)
+        small = await httpclient.get(client, url + "/requests.json?api_key=k", feed="hotline")
+    assert small.status_code == 200 and len(small.body) == 5002
+    assert "api_key" not in small.url
+
+
+async def test_coordinates_map_to_a_town_through_areas(canned: tuple[Canned, str]) -> None:
+    state, url = canned
+    state.items(
+        [
+            item("A", address=None, lat="29.35", long="105.25"),
+            item("B", address=None, lat=29.31, long=105.21),
+            item("C", address=None, lat=30.5, long=104.0),
+        ]
+    )
+    areas = {"龙市镇": [29.30, 105.20, 29.40, 105.30], "shinian": [29.30, 105.20, 29.32, 105.22]}
+    batch, _ = await pull(url, areas=areas)
+    assert {k: r.town for k, r in by_id(batch).items()} == {"A": "longshi", "B": "shinian"}
+    assert [r.source_id for r in batch.rejected] == ["C"]
+    with pytest.raises(FeedError, match=r"feeds\.hotline\.areas\.longshi"):
+        build_adapter("hotline", "open311", {"url": url, "areas": {"longshi": [1, 2]}}, TOWNS)
+
+
+async def test_the_address_is_a_redaction_hint(canned: tuple[Canned, str]) -> None:
+    state, url = canned
+    state.items([item("A", address="隆昌市龙市镇银杏村3组45号")])
+    rec = by_id((await pull(url))[0])["A"]
+    assert rec.requester_address == "隆昌市龙市镇银杏村3组45号"
+    assert "隆昌市龙市镇银杏村3组45号" in rec.hints
+
+
+async def test_a_large_backlog_is_read_in_several_pulls(
+    sim_server: tuple[Simulator, RunningServer],
+) -> None:
+    sim, server = sim_server
+    since = (datetime.now(UTC) - timedelta(days=70)).isoformat()
+    a = adapter(server.open311_url, since=since, window_days=7, max_records=1)
+    seen: set[str] = set()
+    cursor = None
+    try:
+        for pulls in range(1, 100):  # noqa: B007 - pulls is read after the loop
+            batch = await a.pull(cursor)
+            seen |= set(by_id(batch))
+            cursor = batch.cursor
+            if not a.has_more:
+                break
+    finally:
+        await a.aclose()
+    assert not a.has_more
+    assert seen == set(sim.cases)
+    assert pulls > 3
+
+
+def test_unknown_options_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    build_adapter("hotline", "open311", {"url": "http://127.0.0.1:1", "page-size": 5}, TOWNS)
+    assert "page-size" in caplog.text

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -215,3 +215,34 @@ async def test_memory_sink_detects_changes() -> None:
     moved = await sink.ingest("f", Batch(records=[replace(rec, status="assigned")]))
     assert (first["new"], same["unchanged"], moved["changed"]) == (1, 1, 1)
     assert sink.cursors["f"] is None
+
+
+async def test_a_backlog_is_caught_up_without_waiting_for_the_interval(
+    sim_server: tuple[Simulator, RunningServer],
+) -> None:
+    sim, server = sim_server
+    since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    adapter = build_adapter(
+        "hotline",
+        "simulator",
+        {"url": server.open311_url, "since": since, "window_days": 2, "max_records": 1},
+        TOWNS,
+    )
+    sink = MemorySink()
+    runner = FeedRunner(adapter, sink, interval=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        # With an hour's interval, only the adapter's has_more brings the next pulls.
+        async def caught_up() -> None:
+            while len(sink.cases) < len(sim.cases):
+                sink.ingested.clear()
+                await sink.ingested.wait()
+
+        await asyncio.wait_for(caught_up(), 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await adapter.aclose()
+    assert {sid for _, sid in sink.cases} == set(sim.cases)
+    assert sink.ingests > 1
