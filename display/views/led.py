@@ -215,8 +215,16 @@ async def pages_json(request: Request) -> Response:
 @_guard
 async def player(request: Request) -> Response:
     board, _frames, rendered = await _board(request)
+    env = getattr(request.app.state, "templates", None)
+    assets = env.globals.get("asset_version") if env is not None else None
+    etag = f'"{rendered.version}-{assets() if callable(assets) else "0"}.html"'
+    if _fresh(request, etag):
+        return _send(request, None, "text/html", etag)
     page = page_at(rendered, now_utc())
-    return render(request, "led/board.html", board=board, rendered=rendered, page=page)
+    response = render(request, "led/board.html", board=board, rendered=rendered, page=page)
+    response.headers["etag"] = etag
+    response.headers["cache-control"] = NO_CACHE
+    return response
 
 
 def frame_event(rendered: RenderedBoard) -> dict[str, Any]:
