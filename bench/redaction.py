@@ -60,9 +60,7 @@ def main() -> int:
     for word, out in s.lost[:8]:
         print(f"  FALSE POSITIVE (lost {word!r}): {out}")
     for text, out in s.clean_changed[:8]:
-        print(
-            f"  FALSE POSITIVE (clean line changed): {text}\n                                  -> {out}"
-        )
+        print(f"  FALSE POSITIVE (clean line changed): {text}\n    -> {out}")
 
     texts = [line.text for line in corpus]
     base = lines_per_second(baseline, texts)
