@@ -124,6 +124,7 @@ TRUE_WORDS = frozenset({"是", "√", "✓", "✔", "y", "yes", "true", "1", "�
 FALSE_WORDS = frozenset({"否", "×", "✗", "n", "no", "false", "0", "未督办"})
 #: Cells that mean "nothing here".
 PLACEHOLDERS = frozenset({"", "/", "-", "--", "—", "——", "无", "暂无", "null", "none"})
+_BLANK = PLACEHOLDERS | {"NULL", "Null", "None", "NONE", "N/A", "n/a"}
 
 LEDGER_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xlsm"})
 HEADER_SCAN_ROWS = 30
@@ -262,6 +263,8 @@ def parse_ledger_date(value: object) -> datetime:
     """A date as people type it: 2026-03-05, 2026/3/5, 2026年3月5日, 2026.3.5, each with
     an optional time, an Excel serial number, or a datetime cell. Naive values are
     Asia/Shanghai. Returns an aware UTC datetime; raises ValueError (or RecordError)."""
+    if type(value) is str:
+        return _parse_date_text(value.strip())
     if isinstance(value, datetime):
         return parse_datetime(value, "")
     if isinstance(value, date):
@@ -284,10 +287,6 @@ def cell_text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return str(value).strip()
-
-
-def _is_blank(text: str) -> bool:
-    return text.lower() in PLACEHOLDERS
 
 
 # --------------------------------------------------------------------------- columns
@@ -388,26 +387,33 @@ class _RowReader:
         self.towns = towns
         self.default_town = default_town
         self.where = where
+        self._indexes = tuple((name, col.index) for name, col in columns.items())
 
     def _reject(self, source_id: str | None, rowno: int, column: str, problem: str) -> Rejected:
         place = f"{self.where} 第{rowno}行" if self.where else f"第{rowno}行"
         return Rejected(source_id or f"第{rowno}行", f"{column}：{problem}（{place}）")
 
     def read(self, cells: Sequence[object], rowno: int) -> CaseRecord | Rejected | None:
+        # The hot loop of an import: 100,000-row ledgers are normal, so text
+        # cells (all of a CSV) take the shortest path.
         cols = self.columns
-        values: dict[str, object] = {}
         texts: dict[str, str] = {}
+        raw: dict[str, object] = {}
         width = len(cells)
-        blank = True
-        for name, col in cols.items():
-            value = cells[col.index] if col.index < width else None
-            text = cell_text(value)
-            if _is_blank(text):
+        for name, index in self._indexes:
+            if index >= width:
                 continue
-            blank = False
-            values[name] = value
-            texts[name] = text
-        if blank:
+            value = cells[index]
+            if value is None:
+                continue
+            if type(value) is str:
+                text = value.strip()
+            else:
+                text = cell_text(value)
+                raw[name] = value
+            if text and text not in _BLANK:
+                texts[name] = text
+        if not texts:
             return None
 
         source_id = texts.get("source_id")
@@ -429,11 +435,11 @@ class _RowReader:
 
         dates: dict[str, datetime | None] = {}
         for name in ("received_at", "updated_at", "resolved_at", "replied_at"):
-            if name not in values:
+            if name not in texts:
                 dates[name] = None
                 continue
             try:
-                dates[name] = parse_ledger_date(values[name])
+                dates[name] = parse_ledger_date(raw.get(name, texts[name]))
             except (ValueError, OverflowError):
                 return self._reject(source_id, rowno, cols[name].header, "无法识别的日期")
         received_at = dates["received_at"]
@@ -468,8 +474,9 @@ class _RowReader:
 
         satisfaction = None
         if "satisfaction" in texts:
-            satisfaction = SATISFACTION_WORDS.get(fold_word(texts["satisfaction"]))
-            if satisfaction is None and fold_word(texts["satisfaction"]) not in ("未回访",):
+            word = texts["satisfaction"]
+            satisfaction = SATISFACTION_WORDS.get(word) or SATISFACTION_WORDS.get(fold_word(word))
+            if satisfaction is None and fold_word(word) != "未回访":
                 return self._reject(
                     source_id,
                     rowno,
@@ -479,7 +486,9 @@ class _RowReader:
 
         supervised = False
         if "supervised" in texts:
-            word = fold_word(texts["supervised"])
+            word = texts["supervised"]
+            if word not in FALSE_WORDS and word not in TRUE_WORDS:
+                word = fold_word(word)
             if word in TRUE_WORDS:
                 supervised = True
             elif word not in FALSE_WORDS:

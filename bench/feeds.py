@@ -1,0 +1,218 @@
+"""Ledger import benchmark: parse speed, full import, and a 1% re-import.
+
+    .venv/bin/python bench/feeds.py [ROWS]
+
+Prints, each against a baseline measured in the same run:
+- parse: `read_ledger` vs a bare `csv.reader` pass over the same decoded file;
+- import (issue 4 target, at most 5x): `read_ledger` + `Ingestor.ingest` into a
+  fresh SQLite database (validation, redaction, deadlines, events) vs a bare
+  `executemany` of the same rows into SQLite;
+- re-import with 1% of rows changed (target: at most a tenth of the full import,
+  and exactly that many events).
+The import part needs `display` (ingest and store); without it only the parse
+figures are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+# Run as a script, this file's folder comes first on sys.path and its name
+# would shadow the `feeds` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from feeds.ledger import read_ledger  # noqa: E402
+
+T = TypeVar("T")
+
+HEADER = [
+    "受理编号", "诉求人", "联系电话", "住址", "诉求内容", "所属镇(街道)", "村(社区)",
+    "诉求类型", "办理状态", "受理时间", "办结时间", "责任单位", "回访满意度", "是否督办",
+]  # fmt: skip
+TOWNS = [("longshi", "龙市镇"), ("huangjia", "黄家镇"), ("shuangfeng", "双凤镇"),
+         ("xiangshi", "响石镇"), ("shinian", "石碾镇")]  # fmt: skip
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "建国秀英志强丽华明军红梅伟芳敏静磊洋勇艳杰娟涛"
+VILLAGES = ["石燕村", "双河村", "白果村", "新民社区", "古宇村", "青杠村"]
+PROBLEMS = [
+    "反映村道路灯损坏，夜间出行不便，请尽快维修",
+    "反映{name}家门前排水沟堵塞，雨天积水严重，联系电话{phone}",
+    "咨询城乡居民医保缴费标准和缴费时间",
+    "反映组上垃圾清运不及时，气味较大，影响周边群众生活",
+    "反映住址{addr}附近的自来水管破裂，已停水两天",
+    "反映农村危房改造补助资金何时发放",
+]
+CATEGORIES = ["基础设施", "环境卫生", "政策咨询", "社会保障", "农业农村"]
+STATUSES = ["已登记", "已交办", "办理中", "已办结", "已解释", "纳入规划", "已回复", "已回访"]
+DEPARTMENTS = ["镇建设办", "镇农业服务中心", "镇社会事务办", "镇综合执法队", "村委会"]
+
+
+def make_rows(n: int, seed: int = 4) -> list[list[str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        name = rng.choice(SURNAMES) + "".join(rng.sample(GIVEN, 2))
+        phone = f"1{rng.choice('3589')}{rng.randrange(10**9):09d}"
+        village = rng.choice(VILLAGES)
+        addr = f"{village}{rng.randrange(1, 12)}组{rng.randrange(1, 80)}号"
+        status = rng.choice(STATUSES)
+        month, day = rng.randrange(1, 13), rng.randrange(1, 28)
+        resolved = f"2025/{month}/{day + 1}" if status in ("已办结", "已解释", "纳入规划") else ""
+        rows.append(
+            [
+                f"LC2025-{i:06d}",
+                name,
+                phone,
+                addr,
+                rng.choice(PROBLEMS).format(name=name, phone=phone, addr=addr),
+                rng.choice(TOWNS)[1],
+                village,
+                rng.choice(CATEGORIES),
+                status,
+                f"2025年{month}月{day}日",
+                resolved,
+                rng.choice(DEPARTMENTS),
+                rng.choice(["", "满意", "基本满意"]) if status in ("已回复", "已回访") else "",
+                rng.choice(["否", "否", "否", "是"]),
+            ]
+        )
+    return rows
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> None:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["隆昌市群众诉求台账（2025年）"])
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    path.write_bytes(out.getvalue().encode("gb18030"))
+
+
+def best_of(fn: Callable[[], T], runs: int = 3) -> tuple[float, T]:
+    best, result = float("inf"), None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    assert result is not None
+    return best, result
+
+
+def bare_parse(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_bytes().decode("gb18030"), newline="")))
+
+
+# Column names and placeholders only: built from constants, no data in the SQL.
+_CREATE = f"CREATE TABLE t ({', '.join(f'c{i} TEXT' for i in range(len(HEADER)))})"
+_INSERT = f"INSERT INTO t VALUES ({', '.join('?' * len(HEADER))})"  # noqa: S608
+
+
+def bare_executemany(db: Path, rows: list[list[str]]) -> int:
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(_CREATE)
+        with con:
+            con.executemany(_INSERT, rows)
+        return len(rows)
+    finally:
+        con.close()
+
+
+def town_map() -> dict[str, str]:
+    towns = {slug: slug for slug, _ in TOWNS}
+    towns.update({name: slug for slug, name in TOWNS})
+    return towns
+
+
+def parse_figures(path: Path, n: int) -> None:
+    base, rows = best_of(lambda: bare_parse(path))
+    ours, batch = best_of(lambda: read_ledger(path, {}, town_map()))
+    assert len(rows) == n + 2 and len(batch.records) == n, (len(batch.records), batch.rejected[:3])
+    print(f"parse   bare csv.reader     {base:7.3f} s  {n / base:10,.0f} rows/s")
+    print(f"parse   read_ledger         {ours:7.3f} s  {n / ours:10,.0f} rows/s  "
+          f"ratio {ours / base:5.1f}x")  # fmt: skip
+
+
+async def import_figures(tmp: Path, path: Path, rows: list[list[str]]) -> None:
+    from display.context import Context
+    from display.settings import parse
+
+    n = len(rows)
+    base, _ = best_of(lambda: bare_executemany(tmp / f"bare-{time.perf_counter_ns()}.db", rows))
+    print(f"import  bare executemany    {base:7.3f} s  {n / base:10,.0f} rows/s")
+
+    settings = parse(
+        {
+            "database": {"url": f"sqlite:///{tmp / 'bench.db'}"},
+            "secret_key": "bench-secret-key-not-for-production",
+            "towns": [{"slug": slug, "name": name} for slug, name in TOWNS],
+            "feeds": [{"name": "ledger", "kind": "ledger", "path": str(path)}],
+        }
+    )
+    ctx = Context.build(settings)
+    await ctx.store.open()
+    try:
+        await ctx.store.migrate()
+
+        async def run() -> Any:
+            batch = await asyncio.to_thread(read_ledger, path, {}, town_map())
+            return await ctx.ingestor.ingest("ledger", batch)
+
+        start = time.perf_counter()
+        counts = await run()
+        full = time.perf_counter() - start
+        _, first_seq = await ctx.store.event_bounds()
+        print(f"import  read_ledger+ingest  {full:7.3f} s  {n / full:10,.0f} rows/s  "
+              f"ratio {full / base:5.1f}x (target <= 5x)  {counts.as_dict()}")  # fmt: skip
+
+        changed = rows[:]
+        k = n // 100
+        for i in random.Random(7).sample(range(n), k):
+            row = changed[i][:]
+            row[8] = "已回访" if row[8] != "已回访" else "已回复"
+            changed[i] = row
+        write_csv(path, changed)
+        start = time.perf_counter()
+        counts = await run()
+        again = time.perf_counter() - start
+        _, last_seq = await ctx.store.event_bounds()
+        events = last_seq - first_seq
+        print(f"reimport 1% changed         {again:7.3f} s  ratio to full import "
+              f"{again / full:5.2f} (target <= 0.10)  changed {counts.changed} / {k}, "
+              f"events {events} (target {k})")  # fmt: skip
+    finally:
+        await ctx.store.close()
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        path = tmp / "ledger.csv"
+        rows = make_rows(n)
+        write_csv(path, rows)
+        print(f"{n:,} rows, {path.stat().st_size / 1e6:.1f} MB GB18030 CSV")
+        parse_figures(path, n)
+        try:
+            import display.context  # noqa: F401
+        except ImportError:
+            print("import  skipped: display.ingest is not available")
+            return 0
+        asyncio.run(import_figures(tmp, path, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
