@@ -1,0 +1,648 @@
+"""Store behaviour, the same on SQLite and PostgreSQL (the `store` fixture runs both).
+
+The PostgreSQL-only tests at the end cover what only several processes need:
+serialized writers (no gap in the event log), NOTIFY across connections, and
+migrations started by two processes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from display.domain import Notice, PublicCase, TimelineEntry, now_utc
+from display.store.base import CaseChange, Event, Store
+from display.store.postgres import PostgresStore, lock_key, pg_schema_sql
+from display.store.sqlite import SqliteStore
+from feeds.record import Rejected
+from tests.store_fixtures import pg_url_fixture, store_fixture  # noqa: F401
+
+T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
+
+
+def case(no: str, **kw: Any) -> PublicCase:
+    base: dict[str, Any] = {
+        "no": no,
+        "town": "longshi",
+        "stage": "registered",
+        "kind": "general",
+        "received_at": T0,
+        "updated_at": T0,
+        "category": "道路交通",
+        "channel": "12345热线",
+        "department": "镇规划建设办",
+        "summary": "反映银杏村3组道路破损",
+        "village": "银杏村",
+        "due_date": date(2026, 12, 31),
+        "first_reply_due": date(2026, 12, 4),
+    }
+    base.update(kw)
+    return PublicCase(**base)
+
+
+def change(c: PublicCase, *notes: TimelineEntry) -> CaseChange:
+    return CaseChange(source_id=c.no, case=c, notes=tuple(notes))
+
+
+async def all_events(store: Store) -> list[Event]:
+    return await store.events_after(0, 10_000)
+
+
+def kinds(events: Sequence[Event]) -> list[tuple[str, str | None]]:
+    return [(e.kind, e.town) for e in events]
+
+
+# --- migrations --------------------------------------------------------------------
+
+
+async def test_migrate_is_recorded_and_idempotent(store: Store) -> None:
+    assert await store.migrate() == []
+    assert await store.event_bounds() == (1, 0)
+
+
+def test_postgres_dialect_rewrite() -> None:
+    sql = pg_schema_sql(
+        "CREATE TABLE x (\n  id INTEGER PRIMARY KEY /*AUTOINCREMENT*/,\n"
+        "  name TEXT NOT NULL, -- a comment; with a semicolon\n  n INTEGER);\n"
+        "CREATE INDEX x_name ON x (name);"
+    )
+    assert sql == [
+        'CREATE TABLE x (\n  id BIGSERIAL PRIMARY KEY,\n  name TEXT COLLATE "C" NOT NULL, '
+        "\n  n INTEGER)",
+        "CREATE INDEX x_name ON x (name)",
+    ]
+
+
+def test_lock_keys_differ_by_schema_and_purpose() -> None:
+    keys = {lock_key(s, p) for s in ("a", "b") for p in ("write", "feeds", "migrate")}
+    assert len(keys) == 6
+    for k1, k2 in keys:
+        assert -(2**31) <= k2 < 2**31
+        assert k1 == lock_key("a", "write")[0]
+
+
+# --- cases -------------------------------------------------------------------------
+
+
+async def test_apply_cases_counts_events_timeline_and_cursor(store: Store) -> None:
+    a, b = case("LS-1"), case("LS-2", town="huangjia", channel="来访")
+    counts = await store.apply_cases(
+        "hotline", [change(a), change(b)], [Rejected("bad-1", "缺少受理时间")], "c1"
+    )
+    assert counts.as_dict() == {
+        "new": 2,
+        "changed": 0,
+        "unchanged": 0,
+        "withdrawn": 0,
+        "quarantined": 1,
+    }
+    assert counts.reasons == [("bad-1", "缺少受理时间")]
+    events = await all_events(store)
+    assert kinds(events) == [
+        ("case", "longshi"),
+        ("case", "huangjia"),
+        ("stats", "huangjia"),
+        ("stats", "longshi"),
+    ]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert json.loads(events[0].data)["no"] == "LS-1"
+    assert json.loads(events[3].data)["received"] == 1
+    assert await store.load_cursor("hotline") == "c1"
+    assert await store.get_case("LS-1") == a
+    [entry] = await store.timeline("LS-1")
+    assert (entry.stage, entry.at) == ("registered", T0)
+
+    # The same again: nothing changes, no event, the cursor still moves.
+    counts = await store.apply_cases("hotline", [change(a)], [], "c2")
+    assert counts.unchanged == 1 and counts.new == 0
+    assert len(await all_events(store)) == 4
+    assert await store.load_cursor("hotline") == "c2"
+    # A batch without a cursor keeps the saved one.
+    await store.apply_cases("hotline", [], [], None)
+    assert await store.load_cursor("hotline") == "c2"
+
+    moved = dataclasses.replace(a, stage="in_progress", updated_at=T0 + timedelta(days=1))
+    note = TimelineEntry(at=T0 + timedelta(hours=3), stage="in_progress", note="已派人查看")
+    counts = await store.apply_cases("hotline", [change(moved, note)], [], "c3")
+    assert counts.changed == 1
+    assert [(t.stage, t.note) for t in await store.timeline("LS-1")] == [
+        ("registered", None),
+        ("in_progress", "已派人查看"),
+        ("in_progress", None),
+    ]
+    # The same note sent again is not duplicated.
+    await store.apply_cases("hotline", [change(moved, note)], [], "c4")
+    assert len(await store.timeline("LS-1")) == 3
+
+    [state] = await store.feed_states()
+    assert (state.name, state.cursor, state.consecutive_failures, state.quarantined) == (
+        "hotline",
+        "c4",
+        0,
+        1,
+    )
+    assert state.last_success_at is not None and state.last_attempt_at is not None
+
+
+async def test_number_taken_by_another_feed_is_quarantined(store: Store) -> None:
+    await store.apply_cases("hotline", [change(case("LS-9"))], [], None)
+    counts = await store.apply_cases(
+        "ledger", [CaseChange("row-7", case("LS-9", summary="另一件事"))], [], None
+    )
+    assert counts.quarantined == 1 and counts.new == 0
+    kept = await store.get_case("LS-9")
+    assert kept is not None and kept.summary == "反映银杏村3组道路破损"
+    [q] = await store.quarantine("ledger")
+    assert (q.feed, q.source_id, q.reason) == ("ledger", "row-7", "编号与其他数据源的案件重复")
+    assert await store.quarantine("hotline") == []
+
+
+async def test_withdrawn_cases(store: Store) -> None:
+    counts = await store.apply_cases("f", [change(case("W-1", withdrawn=True))], [], None)
+    assert counts.withdrawn == 1
+    assert await all_events(store) == []
+    await store.apply_cases("f", [change(case("W-2"))], [], None)
+    counts = await store.apply_cases("f", [change(case("W-2", withdrawn=True))], [], None)
+    assert counts.withdrawn == 1
+    assert await store.get_case("W-2") is None
+    assert await store.list_cases() == []
+    assert json.loads((await all_events(store))[-2].data)["withdrawn"] is True
+
+
+async def test_supervision_survives_the_feed(store: Store) -> None:
+    await store.apply_cases("f", [change(case("S-1"))], [], None)
+    before = len(await all_events(store))
+    supervised = await store.set_supervised("S-1", True, "请加快办理")
+    assert supervised is not None and supervised.supervised
+    assert kinds((await all_events(store))[before:]) == [("case", "longshi"), ("stats", "longshi")]
+    assert (await store.timeline("S-1"))[-1].note == "督办：请加快办理"
+    # The feed does not know about supervision; it stays.
+    later = case("S-1", stage="assigned", updated_at=T0 + timedelta(hours=1))
+    await store.apply_cases("f", [change(later)], [], None)
+    got = await store.get_case("S-1")
+    assert got is not None and got.supervised and got.stage == "assigned"
+    assert (await store.stats("longshi")).supervised == 1
+    assert await store.set_supervised("nope", True, None) is None
+
+
+async def test_list_cases_filters_and_order(store: Store) -> None:
+    cs = [
+        case("A", updated_at=T0 + timedelta(hours=1)),
+        case(
+            "B",
+            stage="resolved",
+            outcome="resolved",
+            resolved_at=T0,
+            on_time=True,
+            updated_at=T0 + timedelta(hours=3),
+        ),
+        case("C", town="huangjia", updated_at=T0 + timedelta(hours=2), due_date=None),
+        case("D", overdue=True, due_date=date(2026, 11, 1)),
+        case("E", supervised=True, due_date=date(2026, 12, 1)),
+    ]
+    await store.apply_cases("f", [change(c) for c in cs], [], None)
+    assert [c.no for c in await store.list_cases()] == ["B", "C", "A", "D", "E"]
+    assert [c.no for c in await store.list_cases(town="longshi")] == ["B", "A", "D", "E"]
+    assert [c.no for c in await store.list_cases(stage="resolved")] == ["B"]
+    # Open cases: overdue first, then supervised, then by due date (none first, as SQLite).
+    assert [c.no for c in await store.list_cases(open_only=True)] == ["D", "E", "C", "A"]
+    assert [c.no for c in await store.list_cases(limit=2, offset=1)] == ["C", "A"]
+    assert await store.list_cases(town="xiangshi") == []
+
+
+async def test_stats_and_channels(store: Store) -> None:
+    cs = [
+        case("1", channel="来访"),
+        case("2", channel="12345热线", stage="in_progress", overdue=True),
+        case(
+            "3",
+            channel=None,
+            stage="resolved",
+            outcome="explained",
+            on_time=True,
+            resolved_at=T0,
+            satisfaction="satisfied",
+        ),
+        case(
+            "4",
+            channel="来访",
+            stage="replied",
+            outcome="planned",
+            on_time=False,
+            resolved_at=T0,
+            satisfaction="dissatisfied",
+        ),
+        case("5", town="huangjia", channel="网络"),
+        case(
+            "6",
+            supervised=True,
+            channel="12345热线",
+            received_at=T0 + timedelta(days=2),
+            updated_at=T0 + timedelta(days=2),
+        ),
+    ]
+    await store.apply_cases("f", [change(c) for c in cs], [], None)
+    s = await store.stats("longshi")
+    assert (
+        s.received,
+        s.resolved,
+        s.open,
+        s.in_progress,
+        s.explained,
+        s.planned,
+        s.overdue,
+        s.supervised,
+        s.on_time,
+        s.rated,
+        s.satisfied,
+    ) == (5, 2, 3, 1, 1, 1, 1, 1, 1, 2, 1)
+    # Count descending, then by name in byte order (the same on both backends).
+    assert list(s.channels.items()) == [("12345热线", 2), ("来访", 2), ("其他", 1)]
+    county = await store.stats()
+    assert county.received == 6 and county.town is None
+    assert (await store.stats("longshi", since=T0 + timedelta(days=1))).received == 1
+
+
+async def test_open_trend(store: Store) -> None:
+    await store.apply_cases(
+        "f",
+        [
+            change(case("1", received_at=datetime(2026, 11, 1, 2, tzinfo=UTC))),
+            change(
+                case(
+                    "2",
+                    received_at=datetime(2026, 11, 2, 2, tzinfo=UTC),
+                    stage="resolved",
+                    resolved_at=datetime(2026, 11, 3, 2, tzinfo=UTC),
+                )
+            ),
+        ],
+        [],
+        None,
+    )
+    days = [date(2026, 10, 31) + timedelta(days=i) for i in range(5)]
+    assert await store.open_trend(None, days) == [0, 1, 2, 1, 1]
+    assert await store.open_trend("huangjia", days) == [0, 0, 0, 0, 0]
+
+
+async def test_refresh_overdue(store: Store) -> None:
+    await store.apply_cases(
+        "f",
+        [
+            change(case("late", due_date=date(2026, 11, 25))),
+            change(case("fine", due_date=date(2026, 12, 25))),
+            change(
+                case(
+                    "was",
+                    overdue=True,
+                    due_date=date(2026, 11, 1),
+                    stage="resolved",
+                    resolved_at=T0,
+                )
+            ),
+        ],
+        [],
+        None,
+    )
+    before = len(await all_events(store))
+    assert await store.refresh_overdue(date(2026, 11, 26)) == 2
+    late, fine, was = [await store.get_case(n) for n in ("late", "fine", "was")]
+    assert late is not None and late.overdue
+    assert fine is not None and not fine.overdue
+    assert was is not None and not was.overdue
+    assert sorted(kinds((await all_events(store))[before:])) == [
+        ("case", "longshi"),
+        ("case", "longshi"),
+        ("stats", "longshi"),
+    ]
+    assert await store.refresh_overdue(date(2026, 11, 26)) == 0
+
+
+# --- events ------------------------------------------------------------------------
+
+
+async def test_events_after_bounds_and_pruning(store: Store) -> None:
+    for i in range(6):
+        await store.save_notice(Notice(id=0, town="longshi", title=f"通知{i}", body="正文"))
+    assert await store.event_bounds() == (1, 6)
+    assert [e.seq for e in await store.events_after(2, limit=3)] == [3, 4, 5]
+    assert await store.prune_events(keep=2, before=now_utc() - timedelta(days=1)) == 4
+    assert await store.event_bounds() == (5, 6)
+    # Everything pruned: the newest seq survives, so ids keep growing.
+    assert await store.prune_events(keep=100, before=now_utc() + timedelta(days=1)) == 2
+    assert await store.event_bounds() == (7, 6)
+    assert await store.events_after(0) == []
+    await store.save_notice(Notice(id=0, town=None, title="全县", body="正文"))
+    [e] = await store.events_after(6)
+    assert (e.seq, e.kind, e.town) == (7, "notice", None)
+    assert e.at is not None
+
+
+# --- notices -----------------------------------------------------------------------
+
+
+async def test_notices_save_update_withdraw_and_list(store: Store) -> None:
+    now = now_utc()
+    n = await store.save_notice(
+        Notice(
+            id=0,
+            town="longshi",
+            title="办结公示",
+            body="已修复",
+            case_no="LS-1",
+            created_by="staff1",
+        )
+    )
+    assert n.id > 0 and n.created_at is not None and n.created_by == "staff1"
+    assert await store.get_notice(n.id) == n
+    county = await store.save_notice(
+        Notice(id=0, town=None, title="全县通知", body="…", urgent=True)
+    )
+    other = await store.save_notice(Notice(id=0, town="huangjia", title="黄家", body="…"))
+    edited = await store.save_notice(dataclasses.replace(n, title="办结公示（更新）"))
+    assert edited.id == n.id and edited.title == "办结公示（更新）"
+    assert [x.id for x in await store.list_notices("longshi")] == [county.id, n.id]
+    assert {x.id for x in await store.list_notices()} == {n.id, county.id, other.id}
+    gone = await store.withdraw_notice(n.id, now)
+    assert gone is not None and gone.withdrawn_at is not None
+    assert [x.id for x in await store.list_notices("longshi", live_at=now_utc())] == [county.id]
+    assert await store.withdraw_notice(9999, now) is None
+    assert await store.get_notice(9999) is None
+    last = (await all_events(store))[-1]
+    assert last.kind == "notice" and json.loads(last.data)["live"] is False
+
+
+async def test_scheduled_notices_are_announced_once(store: Store) -> None:
+    now = now_utc()
+    later = await store.save_notice(
+        Notice(
+            id=0,
+            town="longshi",
+            title="定时",
+            body="…",
+            publish_at=now + timedelta(hours=1),
+            expires_at=now + timedelta(hours=2),
+        )
+    )
+    assert json.loads((await all_events(store))[-1].data)["live"] is False
+    assert await store.announce_due_notices(now) == 0
+    assert await store.announce_due_notices(now + timedelta(minutes=61)) == 1
+    ev = (await all_events(store))[-1]
+    assert json.loads(ev.data) | {} == {**later.to_json(), "live": True}
+    assert await store.announce_due_notices(now + timedelta(minutes=62)) == 0
+    assert await store.announce_due_notices(now + timedelta(hours=3)) == 1
+    assert json.loads((await all_events(store))[-1].data)["live"] is False
+    assert await store.announce_due_notices(now + timedelta(hours=4)) == 0
+
+
+# --- feeds, boards, staff ----------------------------------------------------------
+
+
+async def test_feed_failures(store: Store) -> None:
+    at = now_utc()
+    await store.record_failure("hotline", "连接超时", at)
+    await store.record_failure("hotline", "连接被拒绝" * 200, at)
+    [s] = await store.feed_states()
+    assert s.consecutive_failures == 2 and s.last_success_at is None
+    assert s.last_error is not None and len(s.last_error) == 500
+    assert s.counts == {}
+    await store.apply_cases("hotline", [], [], "cur")
+    [s] = await store.feed_states()
+    assert (s.consecutive_failures, s.last_error, s.cursor) == (0, None, "cur")
+    assert s.counts["new"] == 0
+
+
+async def test_boards(store: Store) -> None:
+    await store.upsert_board("b2", "longshi", {"kind": "led", "name": "大门"}, "h1")
+    await store.upsert_board("b1", None, {"kind": "kiosk"}, None)
+    await store.upsert_board("b2", "huangjia", {"kind": "led", "name": "大门"}, None)
+    b1, b2 = await store.boards()
+    assert (b1.id, b1.town, b1.token_hash, b1.last_seen_at) == ("b1", None, None, None)
+    assert (b2.town, b2.profile, b2.token_hash) == (
+        "huangjia",
+        {"kind": "led", "name": "大门"},
+        "h1",
+    )
+    seen = datetime(2026, 11, 20, 8, 0, 1, 123456, tzinfo=UTC)
+    await store.touch_boards({"b1": seen})
+    await store.touch_boards({})
+    assert (await store.boards())[0].last_seen_at == seen
+
+
+async def test_users_and_audit_log(store: Store) -> None:
+    u = await store.add_user("zhang", "town", ["longshi", "huangjia"], "hash1")
+    assert (u.name, u.role, u.towns, u.disabled) == (
+        "zhang",
+        "town",
+        ("longshi", "huangjia"),
+        False,
+    )
+    await store.add_user("admin", "admin", [], "hash2")
+    again = await store.add_user("zhang", "county", [], "hash3")
+    assert again.id == u.id and again.role == "county" and again.towns == ()
+    await store.set_password("zhang", "hash4")
+    got = await store.get_user("zhang")
+    assert got is not None and got.password_hash == "hash4"
+    assert await store.get_user("nobody") is None
+    assert [x.name for x in await store.list_users()] == ["admin", "zhang"]
+    await store.audit("admin", "user.add", "zhang", "role=town", "127.0.0.1")
+    await store.audit("zhang", "notice.save", "1", None, None)
+    log = await store.audit_log()
+    assert [(r.actor, r.action) for r in log] == [("zhang", "notice.save"), ("admin", "user.add")]
+    assert log[1].ip == "127.0.0.1" and log[1].at <= now_utc()
+    assert len(await store.audit_log(limit=1)) == 1
+    # Staff writes are not bus events.
+    assert await all_events(store) == []
+
+
+# --- backup (SQLite) --------------------------------------------------------------
+
+
+async def test_sqlite_backup_round_trip(tmp_path: Path) -> None:
+    src = SqliteStore(str(tmp_path / "live.db"))
+    await src.open()
+    await src.migrate()
+    try:
+        await src.apply_cases("f", [change(case("B-1"))], [], "cur-9")
+        n = await src.save_notice(Notice(id=0, town="longshi", title="办结公示", body="已修复"))
+        await src.add_user("zhang", "town", ["longshi"], "hash")
+        await src.audit("zhang", "notice.save", str(n.id), None, None)
+        await src.backup(str(tmp_path / "copy.db"))
+        # Written after the backup: not in it.
+        await src.audit("zhang", "late", None, None, None)
+    finally:
+        await src.close()
+    (tmp_path / "live.db").unlink()  # the lost disk
+
+    restored = SqliteStore(str(tmp_path / "copy.db"))
+    await restored.open()
+    try:
+        assert await restored.migrate() == []
+        assert await restored.get_notice(n.id) == n
+        user = await restored.get_user("zhang")
+        assert user is not None and user.towns == ("longshi",)
+        assert [r.action for r in await restored.audit_log()] == ["notice.save"]
+        assert await restored.load_cursor("f") == "cur-9"
+        assert await restored.get_case("B-1") is not None
+        assert (await restored.event_bounds())[1] == (await restored.events_after(0))[-1].seq
+    finally:
+        await restored.close()
+
+
+# --- PostgreSQL: several connections, several processes ---------------------------
+
+
+async def open_pg(url: str, **kw: Any) -> PostgresStore:
+    s = PostgresStore(url, **kw)
+    await s.open()
+    await s.migrate()
+    return s
+
+
+@pytest.mark.postgres
+async def test_concurrent_migrations_apply_once(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url, listen=False) for _ in range(3)]
+    for s in stores:
+        await s.open()
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(results) == [[], [], ["0001_initial"]]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+@pytest.mark.postgres
+async def test_writers_are_serialized_so_the_log_has_no_gaps(pg_url: str) -> None:
+    a = await open_pg(pg_url)
+    b = await open_pg(pg_url)
+    raw = await asyncpg.connect(pg_url)
+    try:
+        # Another process is mid-transaction and has taken seq 1.
+        tx = raw.transaction()
+        await tx.start()
+        await raw.execute("SELECT pg_advisory_xact_lock($1, $2)", *lock_key(a.schema, "write"))
+        await raw.execute(
+            "INSERT INTO events (at, kind, town, data) "
+            "VALUES ('2026-11-20T00:00:00.000000Z', 'notice', NULL, '{}')"
+        )
+        writer = asyncio.create_task(
+            b.save_notice(Notice(id=0, town="longshi", title="t", body="b"))
+        )
+        bounds = asyncio.create_task(a.event_bounds())
+        done, _ = await asyncio.wait({writer, bounds}, timeout=0.5)
+        # Neither the other writer nor a reader asking for the head gets past it.
+        assert done == set()
+        assert await a.events_after(0) == []
+        await tx.commit()
+        await writer
+        assert await bounds == (1, 1)
+        assert [e.seq for e in await a.events_after(0)] == [1, 2]
+    finally:
+        await raw.close()
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.postgres
+async def test_a_tailing_reader_misses_nothing_under_concurrent_writers(
+    pg_url: str,
+) -> None:
+    writers = [await open_pg(pg_url, listen=False) for _ in range(2)]
+    reader = await open_pg(pg_url, listen=False)
+    stop = asyncio.Event()
+    seen: list[int] = []
+
+    async def tail() -> None:
+        last = 0
+        while True:
+            finished = stop.is_set()
+            for e in await reader.events_after(last):
+                seen.append(e.seq)
+                last = e.seq
+            if finished:
+                return
+            await asyncio.sleep(0)
+
+    async def write(s: PostgresStore, prefix: str) -> None:
+        for i in range(40):
+            await s.apply_cases(prefix, [change(case(f"{prefix}-{i}"))], [], None)
+
+    tailer = asyncio.create_task(tail())
+    try:
+        await asyncio.gather(write(writers[0], "A"), write(writers[1], "B"))
+        stop.set()
+        await tailer
+        every = [e.seq for e in await reader.events_after(0, 10_000)]
+        assert len(every) == 160  # a case and a stats event per write
+        assert seen == every
+    finally:
+        for s in [*writers, reader]:
+            await s.close()
+
+
+@pytest.mark.postgres
+async def test_notify_wakes_other_processes_and_survives_a_lost_connection(
+    pg_url: str,
+) -> None:
+    woke = asyncio.Event()
+    a = await open_pg(pg_url)
+    b = await open_pg(pg_url, on_commit=woke.set)
+    raw = await asyncpg.connect(pg_url)
+    try:
+        await a.save_notice(Notice(id=0, town=None, title="t", body="b"))
+        await asyncio.wait_for(woke.wait(), 10)
+        assert b.notifications == 1
+        # Writes that are not events do not notify.
+        woke.clear()
+        await a.audit("x", "y", None, None, None)
+        await a.save_notice(Notice(id=0, town=None, title="t2", body="b"))
+        await asyncio.wait_for(woke.wait(), 10)
+        assert b.notifications == 2
+
+        # The server drops B's LISTEN connection: B reconnects, wakes its tailer to catch
+        # up on anything it missed, and hears the next commit again.
+        pid = await b.listener_pid()
+        assert pid is not None
+        woke.clear()
+        assert await raw.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+        await asyncio.wait_for(woke.wait(), 20)
+        for _ in range(200):
+            new = await b.listener_pid()
+            if new is not None and new != pid:
+                break
+            await asyncio.sleep(0.05)
+        assert new is not None and new != pid
+        woke.clear()
+        await a.save_notice(Notice(id=0, town=None, title="t3", body="b"))
+        await asyncio.wait_for(woke.wait(), 10)
+        assert b.notifications == 3
+    finally:
+        await raw.close()
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.postgres
+async def test_stores_in_other_schemas_are_independent(pg_url: str) -> None:
+    from tests.store_fixtures import pg_schema
+
+    async with pg_schema() as other_url:
+        a = await open_pg(pg_url)
+        b = await open_pg(other_url)
+        try:
+            assert a.schema != b.schema and a.channel != b.channel
+            await a.save_notice(Notice(id=0, town=None, title="t", body="b"))
+            assert await b.events_after(0) == []
+            assert await b.event_bounds() == (1, 0)
+        finally:
+            await a.close()
+            await b.close()
