@@ -35,7 +35,7 @@ from display.led.render import render_board  # noqa: E402
 from display.led.sample import AT, sample_content  # noqa: E402
 from display.settings import Board  # noqa: E402
 
-SECRET = "bench-push-secret-0123456789"
+SECRET = "bench-push-secret-0123456789"  # noqa: S105 - a throwaway bench server
 BOARD = "bench-gate"
 
 
@@ -139,107 +139,90 @@ async def _load(port: int, path: str, etag: str | None, requests: int, connectio
     return per * connections / (time.perf_counter() - t)
 
 
-async def bench_serve(requests: int, connections: int) -> None:
+async def bench_serve(port: int, workdir: Path, requests: int, connections: int) -> None:
     import hashlib
-    import socket
 
     import httpx
 
     from feeds.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        (workdir / "static").mkdir()
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port), str(workdir)],
-            env={**os.environ, "PYTHONPATH": str(_HERE.parent)},
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(200):
+            try:
+                if (await client.get(f"{base}/healthz")).status_code < 500:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        else:
+            raise SystemExit("the server did not start")
+        records = [
+            {
+                "source_id": f"b{i}",
+                "town": "longshi",
+                "kind": "general",
+                "category": cat,
+                "summary": summary,
+                "status": status,
+                "received_at": "2026-11-20T09:30:00+08:00",
+            }
+            for i, (cat, summary, status) in enumerate(
+                [
+                    ("道路交通", "村道路灯不亮，夜间出行不便", "in_progress"),
+                    ("环境卫生", "垃圾清运不及时", "assigned"),
+                    ("农业农村", "灌溉渠渗漏，请求维修", "registered"),
+                    ("供水供电", "自来水水压不足", "in_progress"),
+                ]
+            )
+        ]
+        body = json.dumps({"records": records}, ensure_ascii=False).encode()
+        ts = int(time.time())
+        r = await client.post(
+            f"{base}/feeds/push/push",
+            content=body,
+            headers={
+                "content-type": "application/json",
+                TIMESTAMP_HEADER: str(ts),
+                SIGNATURE_HEADER: sign(SECRET, ts, body),
+            },
         )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(timeout=10) as client:
-                for _ in range(200):
-                    try:
-                        if (await client.get(f"{base}/healthz")).status_code < 500:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.05)
-                else:
-                    raise SystemExit("the server did not start")
-                records = [
-                    {
-                        "source_id": f"b{i}",
-                        "town": "longshi",
-                        "kind": "general",
-                        "category": cat,
-                        "summary": summary,
-                        "status": status,
-                        "received_at": "2026-11-20T09:30:00+08:00",
-                    }
-                    for i, (cat, summary, status) in enumerate(
-                        [
-                            ("道路交通", "村道路灯不亮，夜间出行不便", "in_progress"),
-                            ("环境卫生", "垃圾清运不及时", "assigned"),
-                            ("农业农村", "灌溉渠渗漏，请求维修", "registered"),
-                            ("供水供电", "自来水水压不足", "in_progress"),
-                        ]
-                    )
-                ]
-                body = json.dumps({"records": records}, ensure_ascii=False).encode()
-                ts = int(time.time())
-                r = await client.post(
-                    f"{base}/feeds/push/push",
-                    content=body,
-                    headers={
-                        "content-type": "application/json",
-                        TIMESTAMP_HEADER: str(ts),
-                        SIGNATURE_HEADER: sign(SECRET, ts, body),
-                    },
-                )
-                r.raise_for_status()
-                await asyncio.sleep(1.0)  # debounced re-render
-                frame = await client.get(f"{base}/led/{BOARD}/frame.png?page=0")
-                frame.raise_for_status()
-                (workdir / "static" / "frame.png").write_bytes(frame.content)
-                static = await client.get(f"{base}/static/frame.png")
-                assert static.content == frame.content
-                digest = hashlib.sha256(frame.content).hexdigest()[:12]
-                print(
-                    f"serve ({len(frame.content)} byte PNG, sha256 {digest}; "
-                    f"{requests} requests per round over {connections} connections, "
-                    "3 alternating rounds, best round)"
-                )
-                cases = [
-                    ("GET", f"/led/{BOARD}/frame.png?page=0", None, "/static/frame.png", None),
-                    (
-                        "304",
-                        f"/led/{BOARD}/frame.png?page=0",
-                        frame.headers["etag"],
-                        "/static/frame.png",
-                        static.headers["etag"],
-                    ),
-                ]
-            for label, led_path, led_etag, static_path, static_etag in cases:
-                await _load(port, led_path, led_etag, requests // 4, connections)  # warm-up
-                await _load(port, static_path, static_etag, requests // 4, connections)
-                led_rates, static_rates = [], []
-                for _ in range(3):
-                    led_rates.append(await _load(port, led_path, led_etag, requests, connections))
-                    static_rates.append(
-                        await _load(port, static_path, static_etag, requests, connections)
-                    )
-                led, stat = max(led_rates), max(static_rates)
-                ratio = led / stat
-                verdict = "met" if ratio >= 0.8 else "MISSED"
-                print(
-                    f"  {label}: cached frame {led:8.0f} req/s, static file {stat:8.0f} req/s,"
-                    f" ratio {ratio:5.2f} (target >= 0.80: {verdict})"
-                )
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        r.raise_for_status()
+        await asyncio.sleep(1.0)  # debounced re-render
+        frame = await client.get(f"{base}/led/{BOARD}/frame.png?page=0")
+        frame.raise_for_status()
+        (workdir / "static" / "frame.png").write_bytes(frame.content)
+        static = await client.get(f"{base}/static/frame.png")
+        assert static.content == frame.content
+        digest = hashlib.sha256(frame.content).hexdigest()[:12]
+        print(
+            f"serve ({len(frame.content)} byte PNG, sha256 {digest}; "
+            f"{requests} requests per round over {connections} connections, "
+            "3 alternating rounds, best round)"
+        )
+        cases = [
+            ("GET", f"/led/{BOARD}/frame.png?page=0", None, "/static/frame.png", None),
+            (
+                "304",
+                f"/led/{BOARD}/frame.png?page=0",
+                frame.headers["etag"],
+                "/static/frame.png",
+                static.headers["etag"],
+            ),
+        ]
+    for label, led_path, led_etag, static_path, static_etag in cases:
+        await _load(port, led_path, led_etag, requests // 4, connections)  # warm-up
+        await _load(port, static_path, static_etag, requests // 4, connections)
+        led_rates, static_rates = [], []
+        for _ in range(3):
+            led_rates.append(await _load(port, led_path, led_etag, requests, connections))
+            static_rates.append(await _load(port, static_path, static_etag, requests, connections))
+        led, stat = max(led_rates), max(static_rates)
+        ratio = led / stat
+        verdict = "met" if ratio >= 0.8 else "MISSED"
+        print(
+            f"  {label}: cached frame {led:8.0f} req/s, static file {stat:8.0f} req/s,"
+            f" ratio {ratio:5.2f} (target >= 0.80: {verdict})"
+        )
 
 
 def main() -> None:
@@ -254,7 +237,23 @@ def main() -> None:
         serve(int(args.serve[0]), Path(args.serve[1]))
         return
     bench_render()
-    asyncio.run(bench_serve(args.requests, args.connections))
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "static").mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), str(workdir)],
+            env={**os.environ, "PYTHONPATH": str(_HERE.parent)},
+        )
+        try:
+            asyncio.run(bench_serve(port, workdir, args.requests, args.connections))
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 if __name__ == "__main__":
