@@ -18,7 +18,9 @@ from starlette.staticfiles import StaticFiles
 from display.context import Context, board_profile
 from display.domain import local_date, now_utc
 from display.feedrun import start_feeds
+from display.metrics import routes as metrics_routes
 from display.settings import Settings
+from display.sse import start_push, stop_push
 from display.views import api, kiosk, push, stream
 from display.web import SecurityHeadersMiddleware, templates_for
 
@@ -35,6 +37,7 @@ async def startup(ctx: Context) -> None:
         log.info("database migrated: %s", ", ".join(applied))
     for board in ctx.settings.boards:
         await ctx.store.upsert_board(board.id, board.town, board_profile(board), None)
+    start_push(ctx)  # live push: [sse] settings, streams end on SIGTERM
     await ctx.tailer.start_at_head()
     ctx.spawn(ctx.tailer.run(), "tailer")
     await ctx.store.refresh_overdue(local_date(now_utc()))
@@ -68,7 +71,7 @@ def _start_led(ctx: Context) -> None:
     async def load(board: Any) -> Any:
         return await load_content(ctx, board)
 
-    ctx.frames = FrameCache(leds, load)
+    ctx.frames = FrameCache(leds, load, on_change=stream.frames_changed(ctx.hub))
 
     def on_event(e: Any) -> None:
         if ctx.frames is not None and e.kind in ("case", "notice", "stats"):
@@ -79,7 +82,7 @@ def _start_led(ctx: Context) -> None:
 
 async def shutdown(ctx: Context) -> None:
     ctx.stop.set()
-    ctx.hub.close_all()
+    stop_push(ctx)  # tell clients to reconnect, end every stream
     for runner in ctx.runners.values():
         with contextlib.suppress(Exception):
             await runner.adapter.aclose()
@@ -110,6 +113,7 @@ def routes() -> list[BaseRoute]:
         out += admin.routes()
     except ImportError:
         pass
+    out += metrics_routes()
     out.append(Mount("/assets", app=StaticFiles(directory=ASSETS), name="assets"))
     return out
 

@@ -6,15 +6,27 @@ bytes once, and hands the same bytes to every subscriber whose scope
 matches. It wakes on an in-process signal (a local commit), on an external
 wake-up (PostgreSQL NOTIFY) and on a short poll, so several processes on one
 SQLite file also see each other's events.
+
+Fan-out is synchronous and batch-wise: everything the tailer read in one go
+(whole transactions, since a transaction's events commit together and carry
+consecutive sequence numbers) goes to a subscriber as one write. A subscriber
+whose connection the server lets us write to directly (see `display.sse`)
+costs one `transport.write` per batch and nothing else; the bytes, including
+the HTTP chunk framing, are built once per scope. Heartbeats come from one
+timer wheel for the whole process, not a timer per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import itertools
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from sse_starlette import ServerSentEvent
 
@@ -22,7 +34,25 @@ from display.store.base import Event, Store
 
 log = logging.getLogger("yizheng.bus")
 
+#: Every public event, all towns.
 ALL = "*"
+#: Every event, for the staff stream.
+STAFF = "staff"
+TOWN_PREFIX = "town:"
+BOARD_PREFIX = "board:"
+
+#: SSE comment sent on idle connections; also how a dead peer is noticed.
+HEARTBEAT = b": hb\r\n\r\n"
+#: Heartbeats are spread over this many slots of one heartbeat interval.
+WHEEL_SLOTS = 16
+
+
+def town_scope(town: str) -> str:
+    return TOWN_PREFIX + town
+
+
+def board_scope(board_id: str) -> str:
+    return BOARD_PREFIX + board_id
 
 
 def encode_event(e: Event) -> bytes:
@@ -30,90 +60,200 @@ def encode_event(e: Event) -> bytes:
     return ServerSentEvent(data=e.data, event=e.kind, id=str(e.seq)).encode()
 
 
-def scopes_of(e: Event) -> tuple[str, ...]:
-    """Subscriber scopes that receive an event. A county-wide event goes to every town."""
-    if e.town is None:
-        return (ALL, "town:*")
-    return (ALL, f"town:{e.town}")
+def chunk(body: bytes) -> bytes:
+    """HTTP/1.1 chunked transfer framing of one write."""
+    return b"%x\r\n%b\r\n" % (len(body), body)
 
 
-@dataclass(frozen=True)
-class Published:
-    event: Event
-    data: bytes
+LAST_CHUNK = b"0\r\n\r\n"
+HEARTBEAT_CHUNK = chunk(HEARTBEAT)
+
+
+def event_scopes(town: str | None, present: Mapping[str, object]) -> list[str]:
+    """Scopes that receive an event of `town`, among the scopes that have subscribers.
+
+    A county-wide event (town None) goes to every town's stream; the cost is one
+    step per scope, never per subscriber."""
+    if town is None:
+        return [k for k in present if k in (ALL, STAFF) or k.startswith(TOWN_PREFIX)]
+    return [k for k in (ALL, STAFF, TOWN_PREFIX + town) if k in present]
+
+
+class Writable(Protocol):
+    """The part of an asyncio transport a direct subscriber uses."""
+
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+
+
+class State(enum.IntEnum):
+    #: Events are kept in a bounded list until the connection's task sends them:
+    #: while it replays from the log, or for servers we cannot write to directly.
+    QUEUED = 0
+    #: The hub writes pre-framed bytes straight to the connection's transport.
+    DIRECT = 1
+    #: Ended (dropped, disconnected or shut down); receives nothing more.
+    CLOSED = 2
+
+
+Batch = Sequence[tuple[int, bytes]]
 
 
 class Subscriber:
-    """A bounded outbox of encoded events for one connection.
+    """One connection's place in the hub.
 
-    When the buffer overflows the subscriber is dropped rather than slowing
-    everyone else: its connection ends and the client reconnects with
-    Last-Event-ID, replaying from the event log."""
+    Idle subscribers hold no timer, no task of their own and no buffer: a few
+    slots on this object and one entry in their scope's dict."""
 
-    __slots__ = ("_waiter", "buffer", "dropped", "max_items", "scope")
+    __slots__ = (
+        "closing",
+        "dropped",
+        "on_tick",
+        "pending",
+        "pending_n",
+        "scope",
+        "sent",
+        "slot",
+        "state",
+        "transport",
+        "waiter",
+    )
 
-    def __init__(self, scope: str, max_items: int = 1000) -> None:
+    def __init__(self, scope: str, slot: int, on_tick: Callable[[], None] | None) -> None:
         self.scope = scope
-        self.buffer: list[tuple[int, bytes]] = []
-        self.max_items = max_items
+        self.slot = slot
+        self.on_tick = on_tick
+        self.state = State.QUEUED
+        #: Batches waiting for the connection's task (QUEUED only).
+        self.pending: list[Batch] = []
+        self.pending_n = 0
+        #: Sequence number of the last event the client has been sent.
+        self.sent = 0
+        self.transport: Writable | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.dropped = False
-        self._waiter: asyncio.Future[None] | None = None
+        #: Set when the server shuts down: tell the client to come back, then end.
+        self.closing = False
 
-    def push(self, seq: int, data: bytes) -> None:
-        if self.dropped:
-            return
-        if len(self.buffer) >= self.max_items:
-            self.dropped = True
-            self.buffer.clear()
-        else:
-            self.buffer.append((seq, data))
-        w = self._waiter
+    def wake(self) -> None:
+        w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
 
-    def drop(self) -> None:
-        self.dropped = True
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+    @property
+    def ended(self) -> bool:
+        return self.state is State.CLOSED
 
-    async def wait(self, timeout: float) -> None:
-        if self.buffer or self.dropped:
+    async def wait(self, seconds: float) -> None:
+        """QUEUED mode: until something is pending, the subscriber ends, or `seconds`."""
+        if self.pending or self.state is State.CLOSED:
             return
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        self.waiter = asyncio.get_running_loop().create_future()
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._waiter, timeout)
+                await asyncio.wait_for(self.waiter, seconds)
         finally:
-            self._waiter = None
+            self.waiter = None
 
-    def take(self) -> list[tuple[int, bytes]]:
-        items, self.buffer = self.buffer, []
-        return items
+    def take(self) -> bytes:
+        """QUEUED mode: the pending events newer than `sent`, joined; advances `sent`."""
+        batches, self.pending, self.pending_n = self.pending, [], 0
+        sent = self.sent
+        out = []
+        for batch in batches:
+            for seq, data in batch:
+                if seq == 0 or seq > sent:
+                    out.append(data)
+                    sent = max(sent, seq)
+        self.sent = sent
+        return b"".join(out)
 
 
 class Hub:
     """Local fan-out: scope -> subscribers. Delivering costs nothing per
     subscriber outside the event's scope."""
 
-    def __init__(self) -> None:
-        self._subs: dict[str, set[Subscriber]] = {}
+    def __init__(
+        self, *, heartbeat: float = 15.0, send_buffer: int = 256 * 1024, max_pending: int = 1000
+    ) -> None:
+        self.heartbeat = heartbeat
+        #: A direct subscriber whose unsent bytes exceed this is dropped.
+        self.send_buffer = send_buffer
+        #: A queued subscriber with more pending events than this is dropped.
+        self.max_pending = max_pending
+        self._subs: dict[str, dict[Subscriber, None]] = {}
+        self._wheel: list[dict[Subscriber, None]] = [{} for _ in range(WHEEL_SLOTS)]
+        self._slots = itertools.count()
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_slot = 0
         self.listeners: list[Callable[[Event], None]] = []
+        #: Sequence number of the newest event published (set by the tailer at start).
+        self.last_seq = 0
+        self.closing = False
+        self.final_retry_ms = 3000
+        # Counters, read by /metrics.
         self.published = 0
+        self.replayed = 0
         self.dropped = 0
+        self.heartbeats = 0
 
-    def subscribe(self, scope: str, max_items: int = 1000) -> Subscriber:
-        sub = Subscriber(scope, max_items)
-        self._subs.setdefault(scope, set()).add(sub)
+    def configure(self, heartbeat: float, send_buffer: int, retry_ms: int) -> None:
+        """Take the `[sse]` settings (called once at start-up)."""
+        self.heartbeat = heartbeat
+        self.send_buffer = send_buffer
+        self.final_retry_ms = retry_ms
+
+    # --- subscribers ------------------------------------------------------------
+
+    def subscribe(self, scope: str, on_tick: Callable[[], None] | None = None) -> Subscriber:
+        """A new subscriber in QUEUED mode, starting after the newest published event."""
+        sub = Subscriber(scope, next(self._slots) % WHEEL_SLOTS, on_tick)
+        sub.sent = self.last_seq
+        if self.closing:
+            sub.closing = True
+            sub.state = State.CLOSED
+            return sub
+        self._subs.setdefault(scope, {})[sub] = None
+        self._wheel[sub.slot][sub] = None
+        self._arm()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._subs.get(sub.scope)
         if subs is not None:
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del self._subs[sub.scope]
+        self._wheel[sub.slot].pop(sub, None)
+        sub.state = State.CLOSED
+        sub.transport = None
+        sub.pending = []
+        sub.wake()
+
+    def go_direct(self, sub: Subscriber, transport: Writable) -> bytes:
+        """Switch a subscriber to direct writes; returns what was pending (newer than
+        `sub.sent`) for the caller to send first. Synchronous, so no event can fall
+        between the returned bytes and the first direct write."""
+        pending = sub.take()
+        if sub.state is State.QUEUED:
+            sub.state = State.DIRECT
+            sub.transport = transport
+        return pending
+
+    def drop(self, sub: Subscriber) -> None:
+        """End a subscriber that cannot keep up; its client reconnects and replays."""
+        if sub.state is State.CLOSED:
+            return
+        self.dropped += 1
+        sub.dropped = True
+        t = sub.transport
+        self.unsubscribe(sub)
+        if t is not None:
+            # abort, not close: close would wait for a client that is not reading.
+            t.abort()
 
     def count(self, scope: str | None = None) -> int:
         if scope is not None:
@@ -123,29 +263,129 @@ class Hub:
     def scopes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self._subs.items()}
 
-    def publish(self, event: Event, data: bytes) -> None:
-        self.published += 1
-        keys: Iterable[str]
-        if event.town is None:
-            keys = [k for k in self._subs if k == ALL or k.startswith("town:")]
-        else:
-            keys = (ALL, f"town:{event.town}")
-        for key in keys:
-            for sub in tuple(self._subs.get(key, ())):
-                was = sub.dropped
-                sub.push(event.seq, data)
-                if sub.dropped and not was:
-                    self.dropped += 1
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed")
+    # --- publishing ---------------------------------------------------------------
 
-    def close_all(self) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
-                sub.drop()
+    def publish(self, events: Sequence[Event], encoded: Sequence[bytes] | None = None) -> None:
+        """Fan out a batch of events (whole transactions, in sequence order).
+
+        Each subscriber gets the batch's events of its scope as one write, so the
+        events of one transaction are seen together."""
+        if not events:
+            return
+        datas = encoded if encoded is not None else [encode_event(e) for e in events]
+        groups: dict[str, list[tuple[int, bytes]]] = {}
+        subs = self._subs
+        for e, data in zip(events, datas, strict=True):
+            for key in event_scopes(e.town, subs):
+                groups.setdefault(key, []).append((e.seq, data))
+        self.published += len(events)
+        self.last_seq = max(self.last_seq, events[-1].seq)
+        for key, batch in groups.items():
+            self._deliver(key, batch)
+        for listener in self.listeners:
+            for e in events:
+                try:
+                    listener(e)
+                except Exception:
+                    log.exception("event listener failed")
+
+    def publish_scope(self, scope: str, data: bytes) -> None:
+        """Fan out bytes that are not in the event log (an LED board's frame)."""
+        if scope in self._subs:
+            self._deliver(scope, [(0, data)])
+
+    def _deliver(self, key: str, batch: Batch) -> None:
+        subs = self._subs.get(key)
+        if not subs:
+            return
+        body = batch[0][1] if len(batch) == 1 else b"".join(d for _, d in batch)
+        framed = chunk(body)
+        last = batch[-1][0]
+        limit = self.send_buffer
+        slow: list[Subscriber] = []
+        for sub in subs:
+            t = sub.transport
+            if t is not None:  # DIRECT: the hot path
+                if t.is_closing():
+                    continue
+                t.write(framed)
+                if t.get_write_buffer_size() > limit:
+                    slow.append(sub)
+                if last:
+                    sub.sent = last
+            else:
+                sub.pending.append(batch)
+                sub.pending_n += len(batch)
+                if sub.pending_n > self.max_pending:
+                    slow.append(sub)
+                else:
+                    sub.wake()
+        for sub in slow:
+            self.drop(sub)
+
+    # --- heartbeats -------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self._tick_handle is None and not self.closing:
+            loop = asyncio.get_running_loop()
+            self._tick_handle = loop.call_later(self.heartbeat / WHEEL_SLOTS, self._tick)
+
+    def _tick(self) -> None:
+        """One slot of the wheel: heartbeat its direct subscribers (a write to a dead
+        peer fails or backs up, which ends the connection) and note them as seen."""
+        self._tick_handle = None
+        slot = self._wheel[self._tick_slot]
+        self._tick_slot = (self._tick_slot + 1) % WHEEL_SLOTS
+        slow: list[Subscriber] = []
+        for sub in slot:
+            t = sub.transport
+            if t is not None and not t.is_closing():
+                t.write(HEARTBEAT_CHUNK)
+                self.heartbeats += 1
+                if t.get_write_buffer_size() > self.send_buffer:
+                    slow.append(sub)
+            if sub.on_tick is not None:
+                try:
+                    sub.on_tick()
+                except Exception:
+                    log.exception("subscriber tick failed")
+        for sub in slow:
+            self.drop(sub)
+        if any(self._wheel):
+            self._arm()
+
+    # --- shutdown -----------------------------------------------------------------
+
+    def close_all(self, retry_ms: int | None = None) -> None:
+        """Tell every client to reconnect (a `retry:` hint, then the end of the stream)
+        and end every subscription. New subscribers are refused from now on."""
+        self.closing = True
+        if retry_ms is not None:
+            self.final_retry_ms = retry_ms
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        goodbye = chunk(f"retry: {self.final_retry_ms}\r\n\r\n".encode()) + LAST_CHUNK
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.closing = True
+                t = sub.transport
+                self.unsubscribe(sub)
+                if t is not None and not t.is_closing():
+                    t.write(goodbye)
+                    t.close()
+
+
+def set_user_timeout(transport: object, seconds: float) -> None:
+    """Let the kernel end a connection whose sent data stays unacknowledged this long:
+    how a heartbeat write notices a half-open connection (a board that lost power)."""
+    get = getattr(transport, "get_extra_info", None)
+    sock = get("socket") if get is not None else None
+    opt = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or opt is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
 
 
 class Tailer:
@@ -157,7 +397,9 @@ class Tailer:
         self.poll_interval = poll_interval
         self.last_seq = 0
         self._wake = asyncio.Event()
+        #: Seconds from the newest event's commit to its publication, last batch.
         self.lag_seconds = 0.0
+        self.batches = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -165,17 +407,32 @@ class Tailer:
     async def start_at_head(self) -> None:
         _, newest = await self.store.event_bounds()
         self.last_seq = newest
+        self.hub.last_seq = newest
 
     async def drain(self) -> int:
-        n = 0
+        """Read every committed event past `last_seq`, then publish them as one batch.
+
+        Nothing is published until the read reaches the end of the log, so a
+        transaction larger than a page still reaches subscribers in one piece."""
+        events: list[Event] = []
+        seq = self.last_seq
         while True:
-            events = await self.store.events_after(self.last_seq, 500)
-            for e in events:
-                self.hub.publish(e, encode_event(e))
-                self.last_seq = e.seq
-                n += 1
-            if len(events) < 500:
-                return n
+            page = await self.store.events_after(seq, 500)
+            events.extend(page)
+            if page:
+                seq = page[-1].seq
+            if len(page) < 500:
+                break
+        if not events:
+            return 0
+        encoded = [encode_event(e) for e in events]
+        self.hub.publish(events, encoded)
+        self.last_seq = seq
+        self.batches += 1
+        newest = events[-1].at
+        if newest is not None:
+            self.lag_seconds = max(0.0, time.time() - newest.timestamp())
+        return len(events)
 
     async def run(self) -> None:
         while True:

@@ -1,32 +1,131 @@
-"""SSE endpoints: the public case stream (`/events`)."""
+"""SSE endpoints: the public case stream (`/events`), each LED board's frame stream
+(`/led/{board}/events`) and the staff stream (`/admin/events`).
+
+The staff stream is guarded by a hook the staff accounts module installs:
+`ctx.extra["staff_auth"]`, an async callable taking the request and returning
+None to allow it or a Response (a refusal, a redirect to the login page) to
+send instead. Without the hook the staff stream answers 403.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from display.sse import EventStream, last_event_id
-from display.store.base import Event
+from display.bus import ALL, STAFF, Hub, Subscriber, board_scope, town_scope
+from display.sse import EventStream, last_event_id, log_prelude
 from display.views.api import town_param
 from display.web import ctx_of
 
+if TYPE_CHECKING:
+    from display.led.render import RenderedBoard
+
+log = logging.getLogger("yizheng.sse")
+
+StaffAuth = Callable[[Request], Awaitable[Response | None]]
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={"cache-control": "no-cache"}
+    )
+
+
+def _log_stream(request: Request, scope_key: str) -> EventStream:
+    ctx = ctx_of(request)
+    sse = ctx.settings.sse
+    return EventStream(
+        hub=ctx.hub,
+        scope_key=scope_key,
+        heartbeat=sse.heartbeat,
+        prelude=log_prelude(ctx.store, ctx.hub, scope_key, last_event_id(request), sse.retry_ms),
+    )
+
 
 async def events(request: Request) -> Response:
-    ctx = ctx_of(request)
     town, err = town_param(request)
     if err:
         return err
-    last = last_event_id(request)
-    scope_key = f"town:{town}" if town else "*"
+    return _log_stream(request, town_scope(town) if town else ALL)
 
-    def match(e: Event) -> bool:
-        return town is None or e.town is None or e.town == town
 
-    return EventStream(hub=ctx.hub, store=ctx.store, scope_key=scope_key, match=match,
-                       last_id=last, heartbeat=ctx.settings.sse.heartbeat,
-                       retry_ms=ctx.settings.sse.retry_ms)
+async def staff_events(request: Request) -> Response:
+    ctx = ctx_of(request)
+    auth: StaffAuth | None = ctx.extra.get("staff_auth")
+    if auth is None:
+        return _error(403, "工作人员事件流尚未启用")
+    refusal = await auth(request)
+    if refusal is not None:
+        return refusal
+    town, err = town_param(request)
+    if err:
+        return err
+    return _log_stream(request, town_scope(town) if town else STAFF)
+
+
+def encode_frame(rendered: RenderedBoard) -> bytes:
+    """The SSE `frame` event of a board's rendering; its id is the rendering's version."""
+    from display.views.led import frame_event
+
+    data = json.dumps(frame_event(rendered), ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(data=data, event="frame", id=rendered.version).encode()
+
+
+def frames_changed(hub: Hub) -> Callable[[str, RenderedBoard], Awaitable[None]]:
+    """The FrameCache's `on_change`: announce a board's new rendering on its stream,
+    encoded once, and only when the board has a subscriber."""
+
+    async def on_change(board_id: str, rendered: RenderedBoard) -> None:
+        scope = board_scope(board_id)
+        if hub.count(scope):
+            hub.publish_scope(scope, encode_frame(rendered))
+
+    return on_change
+
+
+async def board_events(request: Request) -> Response:
+    ctx = ctx_of(request)
+    board = ctx.board(request.path_params["board"])
+    if board is None or board.kind != "led":
+        return _error(404, "未找到该显示屏")
+    frames = ctx.frames
+    if frames is None:
+        return _error(503, "显示屏服务尚未启动，请稍后再试")
+    ctx.board_seen(board.id)
+    try:
+        await frames.get(board.id)
+    except Exception:
+        log.exception("LED board %s: first render failed", board.id)
+        return _error(503, "暂时无法生成画面，请稍后再试")
+    held = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    sse = ctx.settings.sse
+    board_id = board.id
+
+    async def prelude(sub: Subscriber) -> AsyncIterator[bytes]:
+        # Read the frame after subscribing: a change from now on is in the hub.
+        head = ServerSentEvent(comment="yizheng", retry=sse.retry_ms).encode()
+        current = frames.cached(board_id) or await frames.get(board_id)
+        yield head if held == current.version else head + encode_frame(current)
+
+    return EventStream(
+        hub=ctx.hub,
+        scope_key=board_scope(board_id),
+        prelude=prelude,
+        heartbeat=sse.heartbeat,
+        on_tick=lambda: ctx.board_seen(board_id),
+    )
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/events", events)]
+    return [
+        Route("/events", events),
+        Route("/led/{board}/events", board_events),
+        Route("/admin/events", staff_events),
+    ]
