@@ -124,6 +124,12 @@ TRUE_WORDS = frozenset({"是", "√", "✓", "✔", "y", "yes", "true", "1", "�
 FALSE_WORDS = frozenset({"否", "×", "✗", "n", "no", "false", "0", "未督办"})
 #: Cells that mean "nothing here".
 PLACEHOLDERS = frozenset({"", "/", "-", "--", "—", "——", "无", "暂无", "null", "none"})
+FOOTER_PREFIXES = (
+    "合计", "总计", "小计", "填表人", "填报人", "制表人", "审核人", "负责人", "联系人",
+    "填表日期", "填报日期", "制表日期", "备注", "说明", "注：", "注:",
+)  # fmt: skip
+#: A case number: has a digit, or is plain ASCII; never spaces or a colon (not 填表人：…).
+_ID_LIKE = re.compile(r"[^:：\s]*\d[^:：\s]*|[!-9;-~]+")
 _BLANK = PLACEHOLDERS | {"NULL", "Null", "None", "NONE", "N/A", "n/a"}
 
 LEDGER_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xlsm"})
@@ -391,7 +397,11 @@ class _RowReader:
 
     def _reject(self, source_id: str | None, rowno: int, column: str, problem: str) -> Rejected:
         place = f"{self.where} 第{rowno}行" if self.where else f"第{rowno}行"
-        return Rejected(source_id or f"第{rowno}行", f"{column}：{problem}（{place}）")
+        # The id cell of a bad row may hold anything (a name typed in the wrong
+        # column): only something that looks like a case number is kept.
+        if not source_id or not _ID_LIKE.fullmatch(source_id):
+            source_id = f"第{rowno}行"
+        return Rejected(source_id, f"{column}：{problem}（{place}）")
 
     def read(self, cells: Sequence[object], rowno: int) -> CaseRecord | Rejected | None:
         # The hot loop of an import: 100,000-row ledgers are normal, so text
@@ -415,6 +425,13 @@ class _RowReader:
                 texts[name] = text
         if not texts:
             return None
+        if "summary" not in texts and "received_at" not in texts:
+            # Template rows numbered in advance, and footers (合计, 填表人：…) are
+            # not cases; rejecting them would fill the quarantine with noise.
+            if len(texts) == 1 and "source_id" in texts:
+                return None
+            if any(t.startswith(FOOTER_PREFIXES) for t in texts.values()):
+                return None
 
         source_id = texts.get("source_id")
         sid_col = cols["source_id"].header
@@ -775,15 +792,22 @@ class LedgerAdapter:
     """
 
     def __init__(self, name: str, config: Mapping[str, Any], towns: Mapping[str, str]) -> None:
+        self.name = name
         path = config.get("path")
         if not isinstance(path, str | os.PathLike) or not str(path):
-            raise adapters.FeedError("path：台账文件或文件夹必填")
-        self.name = name
+            raise adapters.FeedError(f"{name}: path：台账文件或文件夹必填")
         self.path = Path(path)
-        self.options = LedgerOptions(config, towns)
+        try:
+            self.options = LedgerOptions(config, towns)
+        except adapters.FeedError as exc:
+            raise adapters.FeedError(f"{name}: {exc}") from None
 
     async def pull(self, cursor: str | None) -> Batch:
-        return await asyncio.to_thread(self.pull_sync, cursor)
+        try:
+            return await asyncio.to_thread(self.pull_sync, cursor)
+        except adapters.FeedError as exc:
+            # Like the other adapters' errors: the feed's name first.
+            raise adapters.FeedError(f"{self.name}: {exc}") from None
 
     async def aclose(self) -> None:
         return None

@@ -653,3 +653,40 @@ def test_built_by_the_factory(tmp_path: Path) -> None:
     adapter: Adapter = build_adapter("ledger", "ledger", {"path": str(tmp_path)}, TOWNS)
     assert isinstance(adapter, LedgerAdapter)
     assert adapter.name == "ledger"
+
+
+def test_footers_and_numbered_template_rows_are_not_cases(tmp_path: Path) -> None:
+    header = ["序号", *HEADER]
+    empty = [""] * len(HEADER)
+    rows = [
+        header,
+        ["1", *row("A")],
+        ["2", *empty],
+        ["3", *empty],
+        ["", "合计：共 1 件", *empty[1:]],
+        ["", f"填表人：{NAME}", "", f"联系电话：{PHONE}", *empty[3:]],
+    ]
+    batch = read(write(tmp_path / "a.csv", csv_bytes(rows)))
+    assert [r.source_id for r in batch.records] == ["A"]
+    assert batch.rejected == []
+
+
+def test_a_name_typed_in_the_id_column_of_a_bad_row_is_not_kept(tmp_path: Path) -> None:
+    rows = [
+        HEADER,
+        row(NAME, summary=""),
+        row("龙市〔2026〕12号", summary=""),
+        row("LS-9", summary=""),
+    ]
+    batch = read(write(tmp_path / "a.csv", csv_bytes(rows)))
+    assert [r.source_id for r in batch.rejected] == ["第2行", "龙市〔2026〕12号", "LS-9"]
+    assert_no_personal_data(batch.rejected)
+
+
+async def test_adapter_errors_name_the_feed(tmp_path: Path) -> None:
+    with pytest.raises(FeedError, match=r"^town-ledger: columns\.phone"):
+        LedgerAdapter("town-ledger", {"path": str(tmp_path), "columns": {"phone": "电话"}}, TOWNS)
+    write(tmp_path / "a.csv", b"ok,\x80\xff\x80\n")
+    single = LedgerAdapter("town-ledger", {"path": str(tmp_path / "a.csv")}, TOWNS)
+    with pytest.raises(FeedError, match=r"^town-ledger: .*编码"):
+        await single.pull(None)
