@@ -21,7 +21,10 @@ town = "area.town"
 
 A field the mapping does not name is looked up under its own name, so an API
 that already speaks CaseRecord needs no mapping. Items whose town is not in
-the towns mapping are rejected with "未知乡镇" (see feeds.ledger).
+the towns mapping are rejected with "未知乡镇" (see feeds.ledger); items with no
+town get the feed's `town` option, else none (ingest quarantines them).
+The cursor only advances when `updated_at` is mapped; without it each pull
+reads everything, which idempotent upserts make correct but slower.
 """
 
 from __future__ import annotations
@@ -233,6 +236,10 @@ class JsonApiAdapter:
 
         self.statuses = parse_status_table(_table(config, "statuses", name))
         self.towns = TownLookup(towns, _table(config, "towns", name))
+        town = _str(config, "town", name)
+        self.default_town = self.towns.get(town) if town else None
+        if town and self.default_town is None:
+            raise adapters.FeedError(f"{name}: town 未知乡镇")
         self._client: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ HTTP
@@ -347,7 +354,8 @@ class JsonApiAdapter:
             else:
                 assert self.next_cursor_path is not None
                 nxt = get_path(body, self.next_cursor_path)
-                if nxt in (_MISSING, None, "", False):
+                # Identity and type checks: a next cursor of 0 is a cursor, not "done".
+                if nxt is _MISSING or nxt is None or nxt is False or nxt == "":
                     break
                 token = str(nxt)
                 if token in tokens:
@@ -437,6 +445,8 @@ class JsonApiAdapter:
             if slug is None:
                 raise RecordError("town", "未知乡镇")
             data["town"] = slug
+        elif self.default_town:
+            data["town"] = self.default_town
 
 
 def _decode(body: bytes, content_type: str) -> str | bytes:

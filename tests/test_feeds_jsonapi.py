@@ -447,3 +447,21 @@ def test_built_by_the_factory() -> None:
     adapter: Adapter = build_adapter("county", "jsonapi", {"url": "http://127.0.0.1/x"}, TOWNS)
     assert isinstance(adapter, JsonApiAdapter)
     assert adapter.name == "county"
+
+
+async def test_default_town_for_items_without_one(server: Server) -> None:
+    server.api.cases = [
+        {"source_id": "T-1", "summary": "无乡镇字段", "received_at": "2026-03-05"},
+        {
+            "source_id": "T-2",
+            "summary": "有乡镇字段",
+            "received_at": "2026-03-05",
+            "town": "龙市镇",
+        },
+    ]
+    plain = await pull(JsonApiAdapter("plain", {"url": server.url + "/bare"}, TOWNS))
+    assert [r.town for r in plain.records] == [None, "longshi"]
+    one_town = JsonApiAdapter("plain", {"url": server.url + "/bare", "town": "石燕桥镇"}, TOWNS)
+    assert [r.town for r in (await pull(one_town)).records] == ["shiyanqiao", "longshi"]
+    with pytest.raises(FeedError, match="town"):
+        JsonApiAdapter("plain", {"url": server.url + "/bare", "town": "胡家镇"}, TOWNS)
