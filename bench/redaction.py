@@ -1,6 +1,6 @@
 """Redaction benchmark: recall per kind, must-survive words kept, lines per second.
 
-    .venv/bin/python bench/redaction.py [CORPUS]
+    .venv/bin/python bench/redaction.py [CORPUS ...]
 
 Speed is measured on one core by redacting the whole corpus repeatedly for about a second,
 against a same-run baseline (NFKC plus one trivial regex pass over the same lines).
@@ -18,7 +18,10 @@ from pathlib import Path
 from display.privacy import redact
 from display.privacy.evaluate import load_corpus, score
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "redaction_corpus.jsonl"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+CORPUS = DATA / "redaction_corpus.jsonl"
+# Same sentence shapes, other seed and name pools; see tests/data/make_redaction_corpus.py.
+HOLDOUT = DATA / "redaction_corpus_holdout.jsonl"
 NUMBER_KINDS = ("phone", "landline", "id_number", "bank_card", "plate")
 
 
@@ -41,10 +44,8 @@ def baseline(text: str) -> str:
     return _TRIVIAL.sub("***", unicodedata.normalize("NFKC", text))
 
 
-def main() -> int:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS
-    corpus = load_corpus(path)
-    s = score(corpus)
+def report(path: Path) -> None:
+    s = score(load_corpus(path))
     print(f"corpus: {path.name}, {s.lines} lines")
     print("recall per kind (caught / total):")
     for kind in sorted(s.total):
@@ -61,12 +62,21 @@ def main() -> int:
         print(f"  FALSE POSITIVE (lost {word!r}): {out}")
     for text, out in s.clean_changed[:8]:
         print(f"  FALSE POSITIVE (clean line changed): {text}\n    -> {out}")
+    print()
 
+
+def main() -> int:
+    paths = [Path(a) for a in sys.argv[1:]] or [CORPUS, HOLDOUT]
+    for path in paths:
+        if path.exists():
+            report(path)
+    corpus = load_corpus(paths[0])
     texts = [line.text for line in corpus]
     base = lines_per_second(baseline, texts)
     ours = lines_per_second(lambda t: redact(t), texts)
     hinted = [(line.text, line.hints or ("张兴九", "13812345678")) for line in corpus]
     with_hints = lines_per_second(lambda t: redact(*t), hinted)  # type: ignore[arg-type]
+    print(f"speed on {paths[0].name}, one core:")
     print(f"baseline (NFKC + one regex): {base:12,.0f} lines/s")
     print(f"redact():                    {ours:12,.0f} lines/s  (target 5,000)")
     print(f"redact() with 2 hints:       {with_hints:12,.0f} lines/s")

@@ -152,14 +152,17 @@ _HONORIFICS = (
 _WEAK_HONORIFICS = ("家", "户", "等")
 # Reporting verbs and other words that follow a name in appeal text: 何小红反映, 张伟称.
 _VERBS = (
-    "反映 反应 来电 来访 来信 致电 打电话 称 诉称 表示 说 讲 投诉 举报 咨询 询问 求助 "
+    "反映 反应 来电 来访 来信 致电 打电话 称 诉称 表示 投诉 举报 咨询 询问 求助 "
     "反馈 提出 要求 希望 申请 请求 诉求 建议 认为 介绍 告诉 家中 家门 家里 家住 家的 家房 住在 "
-    "居住 所述 现年 年近 年过 系 身份证 联系 承包 名下 于 在 通过 因"
+    "居住 所述 现年 年近 年过 身份证 联系 承包 名下 通过"
 ).split() + [
     "的" + w
     for w in "微信 电话 手机 身份证 银行卡 房 住 承包 诉求 土地 家 儿 女 妻 丈夫 父 母 孩 车 "
     "QQ qq 邮箱".split()
 ]
+# Short words that follow names (张三在家, 李四于3月, 王五系本村村民) but also follow
+# ordinary words (分管领导在, 及时收集于); not enough after a surname that is also a word.
+_SOFT_VERB_RE = re.compile(r"在|于|系|因|说|讲|等")
 # Words before a name: roles and labels (村民何小红, 诉求人：王某某, 书记颜复环).
 _TRIGGERS = (
     "村民 居民 群众 农户 农民 市民 诉求人 投诉人 申请人 反映人 来电人 来访人 举报人 求助人 "
@@ -176,10 +179,10 @@ _TRIGGERS = (
 _STOP_ANY = (
     "的了在是和与及或也又还就都而且但并把被将对向从到于以为因由给让使等个些这那其之所者们"
     "啊吗呢吧呀哦嗯不没无未非别莫勿某每各另此该本几多半零〇两百千亿"
-    "年日时号点分秒早晚今昨去前后上下左右里外内间旁边面头底亲湾坝沟嘴寨坪塘垭坳坡堡"
-    "村镇乡县市省区街路巷道组社楼栋室单户院门房屋墙厂店场站所局办处科委会府部队"
-    "说称讲问答反映电话访投诉举报咨询求要请望申提议认介绍告表示来做办修装拆挖堵漏排"
-    "需必得想叫元块钱费款额价沟渠桥灯用务困难附近"
+    "年日时号点分秒早晚今昨去前后上下左右里外内间旁边面底亲湾坝沟嘴寨坪塘垭坳坡堡"
+    "村镇乡县市省区街路巷道组社楼室单户院门房屋墙厂店场站所局办处科委会府部队"
+    "说称讲问答反映电话访投诉举报咨询求要请望申提议认介绍告表示做办修装拆挖堵漏排"
+    "需必得想叫元块钱费款额价沟渠桥灯用务困难附近收集导"
     "众员工司位记主师傅人女男老先士姨爷爷奶婆叔伯哥姐嫂婶娘妈爸"
     "贴速碾额情况问题现称系据核经该已曾再仍尚均共"
     "住房屋地址号码身份证件卡牌车辆"
@@ -195,7 +198,7 @@ _STOP_FIRST_SET = frozenset(_STOP_FIRST) | _STOP_ANY_SET
 # for the contexts where the characters themselves would pass.
 _NOT_NAMES = frozenset(
     (
-        "何时 何处 金额 张贴 马路 高速 母亲 常务 黄桷 占用 关心 关怀 房东 困难 黄家 王家 "
+        "何时 何处 金额 张贴 马路 高速 母亲 常务 黄桷 占用 关心 关怀 房东 困难 干群 黄家 王家 "
         "石碾 安全 和平 平安 文明 公平 公正 公开 "
         "公共 公路 公司 公示 公告 公交 公厕 公墓 公园 公益 全面 全体 全部 全村 全镇 全市 常年 "
         "常住 经常 曾经 时常 于是 后来 后期 高度 高兴 强烈 明确 明显 明天 明年 方便 方法 "
@@ -252,6 +255,10 @@ _BOUNDARY = frozenset(
     "今去多住从到给让为是就都还说称反来投诉咨询要请希提申建认介告表0123456789"
 )
 _LIST_JOINERS = frozenset("、和与及跟同")
+_OPEN_LEFT = frozenset(
+    " \t\u3000,，.。、;；:：!！?？()（）“”\"'《》【】[]-—…0123456789"
+    "的村镇乡区组社街路巷室栋楼元某和与跟同给对向找叫问请是"
+)
 _ALNUM_DIGITS = frozenset("0123456789")
 
 
@@ -293,9 +300,10 @@ def _name_at(
     ):
         # 和张大爷, 向李大哥, 和王明说: the surname is the next character, not this one.
         return -1
-    # After a weak surname a one-character given name needs the start of a sentence or a
-    # role word before it: 于斌希望 is a name, 还于说 is not.
-    open_left = start == 0 or text[start - 1] in _BOUNDARY or start in trigger_ends
+    # A weak surname glued to the word before it is part of that word (去年冬天来电,
+    # 分管领导在, 饮水困难): it needs the start of a clause, a place or a role word before it.
+    if weak and not (start == 0 or text[start - 1] in _OPEN_LEFT or start in trigger_ends):
+        return -1
     ok2 = _given_ok(text, g0, 2) and _not_a_word(text, start, g0 + 2)
     # 王家, 李家: a family, not a one-character given name.
     ok1 = _given_ok(text, g0, 1) and text[g0] != "家" and _not_a_word(text, start, g0 + 1)
@@ -307,7 +315,7 @@ def _name_at(
             return end
         if glen == 2 and text.startswith(_WEAK_HONORIFICS, end):
             return end
-        if (not weak or glen == 2 or open_left) and _VERB_RE.match(text, end):
+        if _VERB_RE.match(text, end) or _SOFT_VERB_RE.match(text, end):
             return end
         if end < len(text) and text[end] in _LIST_JOINERS and end + 1 in list_starts:
             return end

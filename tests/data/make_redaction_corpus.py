@@ -17,6 +17,10 @@ from pathlib import Path
 
 SEED = 20260312
 OUT = Path(__file__).with_name("redaction_corpus.jsonl")
+# A second corpus from the same sentence shapes but another seed and name pools that the
+# rules were never tuned on; bench/redaction.py reports it separately.
+HOLDOUT_SEED = 7
+HOLDOUT_OUT = Path(__file__).with_name("redaction_corpus_holdout.jsonl")
 
 TOWNS = [
     "龙市镇", "黄家镇", "双凤镇", "响石镇", "石碾镇", "胡家镇", "云顶镇", "界市镇", "山川镇",
@@ -134,6 +138,18 @@ GIVEN_2 = [
     "少华", "世勇", "远洪", "复环", "兴才", "国庆", "玉兰", "德兵", "志刚", "凤英", "福贵",
 ]  # fmt: skip
 GIVEN_1 = list("伟芳娜敏静丽强磊军洋勇艳杰涛明超霞平刚兰硼薇波雷月琴斌英华勤")
+HOLDOUT_RARE = (
+    "鲍史唐薛雷贺汤罗郝邬穆萧尹姚邵湛汪祁毛禹狄米贝臧计伏戴谈茅庞熊纪舒屈项祝阮蓝闵席季麻"
+)
+HOLDOUT_COMPOUNDS = ["夏侯", "宇文", "长孙", "钟离", "端木", "轩辕", "申屠", "呼延", "司徒", "澹台"]
+HOLDOUT_GIVEN_2 = [
+    "秀兰", "建华", "丽华", "志明", "海燕", "玉梅", "文军", "春花", "桂芳", "德贵", "永强",
+    "晓东", "佳怡", "梓轩", "一诺", "欣怡", "雨桐", "诗涵", "宏伟", "明亮", "国栋", "学军",
+    "朝阳", "天明", "金华", "银花", "德胜", "兴旺", "有才", "承志", "秋菊", "冬梅", "建军",
+    "小平", "红英", "桂英", "德才", "洪涛", "立新", "卫东", "爱国", "爱华", "新民", "水生",
+    "石头", "来福", "根生", "二娃", "幺妹", "家乐",
+]  # fmt: skip
+HOLDOUT_GIVEN_1 = list("鹏辉琳颖倩燕亮坤浩宇欣怡萍红梅玲凯博晨斌峰翔健彬露")
 HONORIFICS = [
     "大爷", "大娘", "大妈", "大姐", "大哥", "大叔", "阿姨", "女士", "先生", "老师", "师傅",
     "书记", "主任", "婆婆", "爷爷", "嬢嬢", "老人", "同志", "医生", "老板",
@@ -151,20 +167,24 @@ def _fullwidth(s: str) -> str:
 
 
 class Gen:
-    def __init__(self, rnd: random.Random) -> None:
+    def __init__(self, rnd: random.Random, holdout: bool = False) -> None:
         self.r = rnd
+        self.rare = HOLDOUT_RARE if holdout else RARE_SURNAMES
+        self.compounds = HOLDOUT_COMPOUNDS if holdout else COMPOUNDS
+        self.given2 = HOLDOUT_GIVEN_2 if holdout else GIVEN_2
+        self.given1 = HOLDOUT_GIVEN_1 if holdout else GIVEN_1
 
     def name(self) -> tuple[str, str]:
         """(full name, surname)."""
         r = self.r
         x = r.random()
         if x < 0.08:
-            sur = r.choice(COMPOUNDS)
+            sur = r.choice(self.compounds)
         elif x < 0.22:
-            sur = r.choice(RARE_SURNAMES)
+            sur = r.choice(self.rare)
         else:
             sur = r.choice(COMMON_SURNAMES)
-        given = r.choice(GIVEN_2) if r.random() < 0.7 else r.choice(GIVEN_1)
+        given = r.choice(self.given2) if r.random() < 0.7 else r.choice(self.given1)
         return sur + given, sur
 
     def mobile(self) -> str:
@@ -263,8 +283,8 @@ class Ctx:
     desc: str
 
 
-def build(r: random.Random) -> list[dict[str, object]]:
-    g = Gen(r)
+def build(r: random.Random, size: int = 800, holdout: bool = False) -> list[dict[str, object]]:
+    g = Gen(r, holdout)
     rows: list[dict[str, object]] = []
 
     def date() -> str:
@@ -360,7 +380,7 @@ def build(r: random.Random) -> list[dict[str, object]]:
 
     def t_family() -> None:
         c = ctx()
-        n = r.choice(COMMON_SURNAMES) + r.choice(GIVEN_2)
+        n = r.choice(COMMON_SURNAMES) + r.choice(g.given2)
         tail = r.choice(["家", "夫妇", "一家", "的儿子", "户"])
         add(f"{c.town}{c.vil}{n}{tail}{c.desc}，{c.dept}已安排人员查看。",
             [("name", n)], [c.town, c.vil, c.dept])  # fmt: skip
@@ -546,17 +566,21 @@ def build(r: random.Random) -> list[dict[str, object]]:
     templates += [t_plate_bare] * 2 + [t_online] * 4 + [t_address] * 5 + [t_full] * 4
     templates += [t_hint] * 4 + [t_negative] * 8 + [t_negative_fixed] * 6 + [t_vocative] * 2
     templates += [t_particle] * 3 + [t_group] * 2 + [t_byline]
-    while len(rows) < 800:
+    while len(rows) < size:
         r.choice(templates)()
     return rows
 
 
-def main() -> None:
-    rows = build(random.Random(SEED))
-    with OUT.open("w", encoding="utf-8") as f:
+def write(rows: list[dict[str, object]], path: Path) -> None:
+    with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} lines to {OUT}")
+    print(f"wrote {len(rows)} lines to {path}")
+
+
+def main() -> None:
+    write(build(random.Random(SEED)), OUT)
+    write(build(random.Random(HOLDOUT_SEED), size=500, holdout=True), HOLDOUT_OUT)
 
 
 if __name__ == "__main__":
