@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import openpyxl
 import pytest
 from openpyxl.styles import Font
 
+from display.settings import Settings
 from feeds.adapters import Adapter, FeedError, build_adapter
 from feeds.ledger import (
     STATUS_WORDS,
@@ -690,3 +691,46 @@ async def test_adapter_errors_name_the_feed(tmp_path: Path) -> None:
     single = LedgerAdapter("town-ledger", {"path": str(tmp_path / "a.csv")}, TOWNS)
     with pytest.raises(FeedError, match=r"^town-ledger: .*编码"):
         await single.pull(None)
+
+
+# ---------------------------------------------------------------- through the real runner and store
+
+
+async def test_watched_folder_through_runner_and_store(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    from display.context import Context
+    from display.feedrun import build_runner
+
+    folder = tmp_path / "ledgers"
+    folder.mkdir()
+    feeds = [{"name": "ledger", "kind": "ledger", "path": str(folder)}]
+    ctx = Context.build(make_settings(feeds=feeds))
+    await ctx.store.open()
+    try:
+        await ctx.store.migrate()
+        runner = build_runner(ctx, "ledger")
+        a = write(
+            folder / "a.csv", csv_bytes([HEADER, row("A1"), row("A2"), row("A3", summary="")])
+        )
+        set_mtime(a, 1_700_000_000)
+        first = await runner.run_once()
+        assert first is not None
+        assert (first["new"], first["quarantined"]) == (2, 1)
+        quarantined = await ctx.store.quarantine("ledger")
+        assert quarantined, "the half-filled row was quarantined"
+        for item in quarantined:
+            assert NAME not in repr(item) and PHONE not in repr(item)
+
+        # The cursor came back from the store: nothing is read twice.
+        again = await runner.run_once()
+        assert again is not None and again["new"] == again["changed"] == 0
+
+        write(a, csv_bytes([HEADER, row("A1", status="已办结"), row("A2"), row("A3")]))
+        set_mtime(a, 1_700_000_100)
+        changed = await runner.run_once()
+        assert changed is not None
+        assert (changed["new"], changed["changed"], changed["unchanged"]) == (1, 1, 1)
+
+    finally:
+        await ctx.store.close()
