@@ -67,6 +67,10 @@ def apply_spans(text: str, result: Redacted) -> str:
         ("王建国等5户群众联名反映", "王某等5户群众联名反映"),
         ("（郑波、胡雷、周月玲）", "（郑某、胡某、周某）"),
         ("于斌希望尽快修好路灯", "于某希望尽快修好路灯"),
+        ("王建国,李秀英夫妇反映住房漏雨", "王某,李某夫妇反映住房漏雨"),
+        ("付春梅（化名）反映", "付某（化名）反映"),
+        ("某室时家豪来电反映", "某室时某来电反映"),
+        ("村民王某某的儿子王小明在镇中心小学读书", "村民王某某的儿子王某在镇中心小学读书"),
     ],
 )
 def test_names_keep_the_surname_and_replace_the_given_name(text: str, expected: str) -> None:
@@ -81,6 +85,7 @@ def test_names_keep_the_surname_and_replace_the_given_name(text: str, expected: 
         "陈书记到现场查看",
         "马大姐反映垃圾没人清运",
         "和张大爷说好了",
+        "司机李师傅反映车辆无法通行",
     ],
 )
 def test_an_honorific_without_a_given_name_stays(text: str) -> None:
@@ -99,10 +104,14 @@ def test_an_honorific_without_a_given_name_stays(text: str) -> None:
         "镇供电所常务副主任表示将于3月12号上午完成",
         "群众关心的耕地占用问题",
         "有事请拨打12345政务服务热线，或12388纪检监察举报电话",
+        "热线电话12345，举报电话：12388，客服电话4008123456",
         "涉及3户，金额5000元，2026年3月12日，案件LC2026-00123，（2026）第12号文件",
         "“大管家”服务中心固定电话声、服务微信群提示声交织一块",
         "该户房屋面积120㎡，建于1998年，办结率95.6%",
         "银杏村、古宇村、桂湖村的路灯、饮水、医保问题",
+        "要及时收集诉求，融洽干群关系",
+        "市纪委监委党风政风监督室的分管领导在小结会上强调",
+        "于去年冬天来电，饮水困难，电话还没接通",
     ],
 )
 def test_ordinary_words_dates_amounts_and_case_numbers_survive(text: str) -> None:
@@ -316,7 +325,9 @@ def test_ordinary_cases_are_not_sensitive(category: str | None, summary: str | N
 def test_sensitive_keywords_are_configurable() -> None:
     assert is_sensitive("路灯", None, keywords=["路灯"])
     assert not is_sensitive("医保", None, keywords=["路灯"])
-    assert not is_sensitive("医保", None, keywords=[])
+    # An empty list (the settings default) is the default list, not "nothing is sensitive".
+    assert is_sensitive("医保", None, keywords=[])
+    assert is_sensitive("医保", None, keywords=())
     assert is_sensitive("ＩＣＵ", None, keywords=["ICU"])  # both sides are normalised
     assert "医" in DEFAULT_SENSITIVE_KEYWORDS and "低保" in DEFAULT_SENSITIVE_KEYWORDS
 

@@ -60,10 +60,12 @@ def is_sensitive(
 ) -> bool:
     """True when the category or the summary contains a sensitive keyword.
 
-    `keywords=None` uses DEFAULT_SENSITIVE_KEYWORDS (an empty list means nothing is
-    sensitive). Phrases in `exceptions` (default DEFAULT_NOT_SENSITIVE) are ignored.
+    `keywords` replaces DEFAULT_SENSITIVE_KEYWORDS; None or an empty list means the
+    default, so an unset setting can never switch the policy off. Phrases in `exceptions`
+    (default DEFAULT_NOT_SENSITIVE) are ignored.
     """
-    kw = DEFAULT_SENSITIVE_KEYWORDS if keywords is None else tuple(keywords)
+    kw = tuple(keywords) if keywords is not None else ()
+    kw = kw or DEFAULT_SENSITIVE_KEYWORDS
     ex = DEFAULT_NOT_SENSITIVE if exceptions is None else tuple(exceptions)
     keyword_re, exception_re = _compile(kw, ex)
     if keyword_re is None:

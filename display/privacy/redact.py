@@ -65,6 +65,12 @@ class Redacted:
 
 # --------------------------------------------------------------------------- numbers
 
+# Government service hotlines, printed on every notice; never personal.
+PUBLIC_NUMBERS: frozenset[str] = frozenset(
+    "12345 12388 12315 12320 12319 12333 12366 12369 12348 12318 12110 12395 12306 "
+    "12331 12338 12351 12358 12365".split()
+)
+
 # Separators people put inside numbers: spaces, hyphens, dots, middle dots, zero-width.
 _SEP = r"[ \t\u3000\-.·\u200b-\u200d\ufeff]"
 _NOT_AFTER_ALNUM = r"(?<![0-9A-Za-z])"
@@ -182,7 +188,7 @@ _STOP_ANY = (
     "年日时号点分秒早晚今昨去前后上下左右里外内间旁边面底亲湾坝沟嘴寨坪塘垭坳坡堡"
     "村镇乡县市省区街路巷道组社楼室单户院门房屋墙厂店场站所局办处科委会府部队"
     "说称讲问答反映电话访投诉举报咨询求要请望申提议认介绍告表示做办修装拆挖堵漏排"
-    "需必得想叫元块钱费款额价沟渠桥灯用务困难附近收集导"
+    "需必得想叫元块钱费款额价沟渠桥灯用务困难附近收集导机"
     "众员工司位记主师傅人女男老先士姨爷爷奶婆叔伯哥姐嫂婶娘妈爸"
     "贴速碾额情况问题现称系据核经该已曾再仍尚均共"
     "住房屋地址号码身份证件卡牌车辆"
@@ -241,7 +247,7 @@ _HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
 _VERB_RE = re.compile(
     "|".join(sorted(_VERBS, key=len, reverse=True))
     # 张三（男，45岁）; 张三，你家...; 张三，微信...; 张三等8户
-    + r"|[,，(（][ ]?[男女][,，)）、0-9]"
+    + r"|[,，(（][ ]?[男女][,，)）、0-9]|[(（]化名"
     + r"|[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)"
     + r"|等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])"
 )
@@ -302,9 +308,15 @@ def _name_at(
         return -1
     # A weak surname glued to the word before it is part of that word (去年冬天来电,
     # 分管领导在, 饮水困难): it needs the start of a clause, a place or a role word before it.
-    if weak and not (start == 0 or text[start - 1] in _OPEN_LEFT or start in trigger_ends):
+    open_left = start == 0 or text[start - 1] in _OPEN_LEFT or start in trigger_ends
+    if weak and not open_left:
         return -1
-    ok2 = _given_ok(text, g0, 2) and _not_a_word(text, start, g0 + 2)
+    ok2 = (
+        _given_ok(text, g0, 2)
+        and _not_a_word(text, start, g0 + 2)
+        # 司机李师傅: a word, then the next person's surname.
+        and not (text[g0 + 1] in _SINGLE_SET and text[start : g0 + 1] in _NOT_NAMES)
+    )
     # 王家, 李家: a family, not a one-character given name.
     ok1 = _given_ok(text, g0, 1) and text[g0] != "家" and _not_a_word(text, start, g0 + 1)
     for glen, ok in ((2, ok2), (1, ok1)):
@@ -317,8 +329,10 @@ def _name_at(
             return end
         if _VERB_RE.match(text, end) or _SOFT_VERB_RE.match(text, end):
             return end
-        if end < len(text) and text[end] in _LIST_JOINERS and end + 1 in list_starts:
-            return end
+        if end + 1 in list_starts and end < len(text):
+            joiner = text[end]
+            if joiner in _LIST_JOINERS or (joiner in ",，" and open_left):
+                return end  # 张伟、李娜反映; 王建国，李秀英夫妇
     if start in trigger_ends:
         if ok2 and _is_boundary(text, g0 + 2):
             return g0 + 2
@@ -359,7 +373,7 @@ def _name_spans(text: str, out: list[_Cand]) -> None:
             if end > 0:
                 found[start] = end
                 out.append(_Cand(start + len(surname), end, "name", NAME_MASK))
-        if len(found) == before or not any(c in _LIST_JOINERS for c in text):
+        if len(found) == before or not any(c in _LIST_JOINERS or c in ",，" for c in text):
             break
         list_starts = set(found)
 
@@ -421,7 +435,10 @@ def _number_spans(text: str, out: list[_Cand]) -> None:
     for m in _LANDLINE_RE.finditer(text):
         out.append(_Cand(m.start(), m.end(), "landline", NUMBER_MASK))
     for m in _PHONE_LABEL_RE.finditer(text):
-        digits = sum(c in _ALNUM_DIGITS for c in m.group(1))
+        number = "".join(c for c in m.group(1) if c in _ALNUM_DIGITS)
+        if number in PUBLIC_NUMBERS or (number[:3] in ("400", "800") and len(number) == 10):
+            continue  # 12345 热线, 12388 举报电话: public service numbers, not personal
+        digits = len(number)
         kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
         out.append(_Cand(m.start(1), m.end(1), kind, NUMBER_MASK))
     for m in _QQ_RE.finditer(text):
