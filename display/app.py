@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from display.context import Context, board_profile
 from display.domain import local_date, now_utc
-from display.feedrun import start_feeds
+from display.leader import lead_feeds
 from display.metrics import routes as metrics_routes
 from display.settings import Settings
 from display.sse import start_push, stop_push
@@ -57,7 +57,8 @@ async def startup(ctx: Context) -> None:
     )
     _start_led(ctx)
     if ctx.settings.run_feeds:
-        start_feeds(ctx)
+        # One process per database runs the feeds (display/leader.py).
+        ctx.spawn(lead_feeds(ctx), "feed-leader")
 
 
 def _start_led(ctx: Context) -> None:

@@ -1,0 +1,246 @@
+"""Feed leadership: of all the processes on one database, exactly one runs the feeds.
+
+Every process serves HTTP and tails the event log; only the leader pulls from
+the case systems. On PostgreSQL the leader holds a session-level advisory
+lock on a dedicated connection; on SQLite it holds an exclusive `flock` on
+`<db>.feeds.lock`, so several uvicorn workers on one file also elect one
+leader. Either lock belongs to the operating system's view of the holder: when
+the leader dies (even by SIGKILL) its connection or file descriptor closes,
+the lock is released, and the next follower to poll takes over, within one
+poll interval.
+
+No record is lost or doubled on a handover because a feed's cursor commits in
+the same transaction as the cases it covers: a pull interrupted before its
+commit is simply pulled again by the next leader, and a pull that did commit
+moved the cursor past its records. Ingest is an idempotent upsert, so even the
+brief overlap when a leader loses its database connection but is still
+running (it stops at its next check) only produces "unchanged" records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from display.context import Context
+
+log = logging.getLogger("yizheng.leader")
+
+#: `ctx.extra` key: True while this process runs the feeds (for /healthz and /metrics).
+LEADER_KEY = "feed_leader"
+
+
+class FeedLock(Protocol):
+    async def try_acquire(self) -> bool: ...
+    async def held(self) -> bool: ...
+    async def release(self) -> None: ...
+
+
+class PostgresFeedLock:
+    """A session-level advisory lock on a connection of its own (not the pool's: a
+    pooled connection would hand the lock to whoever borrows it next)."""
+
+    def __init__(self, url: str, purpose: str = "feeds", timeout: float = 5.0) -> None:
+        self.url = url
+        self.purpose = purpose
+        self.timeout = timeout
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self._key = (0, 0)
+        self._held = False
+
+    async def try_acquire(self) -> bool:
+        from display.store.postgres import lock_key
+
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self.url, timeout=self.timeout)
+                schema = await self._conn.fetchval("SELECT current_schema()")
+                self._key = lock_key(str(schema), self.purpose)
+            got = await self._conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", *self._key, timeout=self.timeout
+            )
+        except Exception as e:  # any failure of the session means: not the leader
+            log.warning("feed lock: database not reachable (%s)", type(e).__name__)
+            await self._drop()
+            return False
+        self._held = bool(got)
+        return self._held
+
+    async def held(self) -> bool:
+        """The lock lives as long as its session: ask the session whether it is alive."""
+        if not self._held or self._conn is None or self._conn.is_closed():
+            self._held = False
+            return False
+        try:
+            await self._conn.fetchval("SELECT 1", timeout=self.timeout)
+        except Exception:  # a session that cannot answer may have lost the lock
+            await self._drop()
+            return False
+        return True
+
+    async def release(self) -> None:
+        if self._conn is not None and not self._conn.is_closed() and self._held:
+            with contextlib.suppress(Exception):
+                await self._conn.fetchval(
+                    "SELECT pg_advisory_unlock($1, $2)", *self._key, timeout=self.timeout
+                )
+        await self._drop()
+
+    async def _drop(self) -> None:
+        self._held = False
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), self.timeout)
+            except Exception:
+                conn.terminate()
+
+
+class FileFeedLock:
+    """An exclusive, non-blocking `flock` on a file beside the SQLite database. The
+    kernel releases it when the holder's descriptor closes, however the process ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    async def try_acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    async def held(self) -> bool:
+        return self._fd is not None
+
+    async def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+class SoleLock:
+    """An in-memory SQLite database has one process by definition."""
+
+    def __init__(self) -> None:
+        self._held = False
+
+    async def try_acquire(self) -> bool:
+        self._held = True
+        return True
+
+    async def held(self) -> bool:
+        return self._held
+
+    async def release(self) -> None:
+        self._held = False
+
+
+def feed_lock(database_url: str) -> FeedLock:
+    """The leadership lock for a database URL."""
+    if database_url.startswith("sqlite:///"):
+        path = database_url[len("sqlite:///") :]
+        if path in ("", ":memory:"):
+            return SoleLock()
+        return FileFeedLock(path + ".feeds.lock")
+    return PostgresFeedLock(database_url)
+
+
+def leader_interval(ctx: Context) -> float:
+    """How often a follower tries the lock and the leader checks it still holds it."""
+    return min(max(ctx.settings.sse.poll_interval, 0.1), 5.0)
+
+
+async def run_as_leader(
+    ctx: Context,
+    start: Callable[[], None],
+    stop: Callable[[], Awaitable[None]],
+    *,
+    lock: FeedLock | None = None,
+    interval: float | None = None,
+) -> None:
+    """Until the app stops: whenever this process wins the lock, `start()`; whenever it
+    loses it, `await stop()`. Releases the lock (after stopping) when it ends."""
+    lock = lock or feed_lock(ctx.settings.database_url)
+    every = interval if interval is not None else leader_interval(ctx)
+    leading = False
+    ctx.extra[LEADER_KEY] = False
+    try:
+        while not ctx.stop.is_set():
+            if leading:
+                if not await lock.held():
+                    log.warning("feed leadership lost; stopping the feeds in this process")
+                    leading = False
+                    ctx.extra[LEADER_KEY] = False
+                    await stop()
+            elif await lock.try_acquire():
+                leading = True
+                ctx.extra[LEADER_KEY] = True
+                log.info("feed leadership taken; running the feeds in this process")
+                start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stop.wait(), every)
+    finally:
+        ctx.extra[LEADER_KEY] = False
+        if leading:
+            await stop()
+        await lock.release()
+
+
+async def stop_feeds(ctx: Context) -> None:
+    """Cancel this process's feed runners. A pull cut off before its commit rolls back
+    with its cursor, so the next leader pulls the same records again."""
+    names = list(ctx.runners)
+    tasks = [t for t in ctx.tasks if t.get_name() in {f"feed:{n}" for n in names}]
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        with contextlib.suppress(ValueError):
+            ctx.tasks.remove(task)
+    for name in names:
+        runner = ctx.runners.pop(name)
+        with contextlib.suppress(Exception):
+            await runner.adapter.aclose()
+
+
+async def lead_feeds(ctx: Context) -> None:
+    """Run the configured pull feeds in this process while it is the feed leader."""
+    from display.feedrun import start_feeds
+
+    await run_as_leader(ctx, lambda: start_feeds(ctx), lambda: stop_feeds(ctx))
+
+
+__all__ = [
+    "LEADER_KEY",
+    "FeedLock",
+    "FileFeedLock",
+    "PostgresFeedLock",
+    "SoleLock",
+    "feed_lock",
+    "lead_feeds",
+    "run_as_leader",
+    "stop_feeds",
+]
