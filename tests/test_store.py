@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,13 @@ from display.store.base import CaseChange, Event, Store
 from display.store.postgres import PostgresStore, lock_key, pg_schema_sql
 from display.store.sqlite import SqliteStore
 from feeds.record import Rejected
-from tests.store_fixtures import pg_url_fixture, store_fixture  # noqa: F401
+from tests.conftest import require_in_ci
+from tests.store_fixtures import (  # noqa: F401
+    PG_BASE_URL,
+    pg_url_fixture,
+    store_fixture,
+    with_search_path,
+)
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
 
@@ -647,3 +655,61 @@ async def test_stores_in_other_schemas_are_independent(pg_url: str) -> None:
         finally:
             await a.close()
             await b.close()
+
+
+@pytest.mark.postgres
+async def test_pg_dump_and_restore_round_trip(pg_url: str, tmp_path: Path) -> None:
+    """The backup recipe in docs/deploy.md: pg_dump --format=custom, pg_restore into a
+    fresh database. Notices, accounts and the audit log originate here and must survive."""
+    tools = [shutil.which("pg_dump"), shutil.which("pg_restore")]
+    if None in tools:
+        require_in_ci("pg_dump/pg_restore not installed (apt-get install postgresql-client)")
+    src = await open_pg(pg_url)
+    try:
+        await src.apply_cases("hotline", [change(case("R-1"))], [], "cur-7")
+        n = await src.save_notice(Notice(id=0, town="longshi", title="办结公示", body="已修复"))
+        await src.add_user("zhang", "town", ["longshi"], "hash")
+        await src.audit("zhang", "notice.save", str(n.id), None, "10.0.0.1")
+        _, newest = await src.event_bounds()
+        schema = src.schema
+    finally:
+        await src.close()
+
+    dump = tmp_path / "yizheng.dump"
+    await _run("pg_dump", "--format=custom", f"--schema={schema}", f"--file={dump}", PG_BASE_URL)
+    target = f"yz_restore_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_BASE_URL)
+    await admin.execute(f'CREATE DATABASE "{target}"')
+    target_url = PG_BASE_URL.rsplit("/", 1)[0] + "/" + target
+    try:
+        await _run(
+            "pg_restore", "--no-owner", "--exit-on-error", f"--dbname={target_url}", str(dump)
+        )
+        restored = PostgresStore(with_search_path(target_url, schema))
+        await restored.open()
+        try:
+            assert await restored.migrate() == []
+            assert await restored.get_notice(n.id) == n
+            user = await restored.get_user("zhang")
+            assert user is not None and user.password_hash == "hash"
+            [entry] = await restored.audit_log()
+            assert (entry.action, entry.target, entry.ip) == ("notice.save", str(n.id), "10.0.0.1")
+            assert await restored.load_cursor("hotline") == "cur-7"
+            assert await restored.event_bounds() == (1, newest)
+            # Sequences were restored too: new ids continue after the old ones.
+            later = await restored.save_notice(Notice(id=0, town=None, title="t", body="b"))
+            assert later.id == n.id + 1
+            assert (await restored.event_bounds())[1] == newest + 1
+        finally:
+            await restored.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _run(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _out, err = await proc.communicate()
+    assert proc.returncode == 0, (argv[0], err.decode(errors="replace"))
