@@ -571,7 +571,7 @@ async def test_personal_data_is_redacted_before_saving_and_the_editor_shows_it(
     r = await ls.http.get(f"/admin/notices/new?case={nos['longshi']}")
     assert r.status_code == 200
     assert "13812345678" not in r.text and "张兴九" not in r.text
-    assert "道路交通诉求办结公示" in r.text and nos["longshi"] in r.text
+    assert "【道路交通】诉求办结公示" in r.text and nos["longshi"] in r.text
     body = "经核实，张兴九反映的问题已解决，联系电话13812345678。"
     r = await ls.post("/admin/notices/preview", {"town": "longshi", "title": "办结", "body": body})
     assert r.status_code == 200

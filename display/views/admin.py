@@ -375,12 +375,12 @@ def form_of(n: Notice) -> NoticeForm:
 def prefill_from_case(ctx: Context, case: PublicCase) -> NoticeForm:
     """Title and body from the public (already redacted) copy of a resolved case."""
     town = town_name(ctx, case.town)
-    what = case.category or "群众诉求"
+    what = case.category
     lines = [f"{town}受理的群众诉求（编号 {case.no}）已办结。"]
     if case.summary and not case.sensitive:
         lines.append(f"诉求内容：{case.summary}")
     else:
-        lines.append(f"诉求类别：{what}")
+        lines.append(f"诉求类别：{what or '其他'}")
     if case.department:
         lines.append(f"承办单位：{case.department}")
     if case.outcome_label:
@@ -389,16 +389,16 @@ def prefill_from_case(ctx: Context, case: PublicCase) -> NoticeForm:
         d = case.resolved_at.astimezone(SHANGHAI)
         lines.append(f"办结时间：{d.year}年{d.month}月{d.day}日")
     lines.append("欢迎群众监督。")
-    return NoticeForm(
-        town=case.town, title=f"{what}诉求办结公示", body="\n".join(lines), case_no=case.no
-    )
+    # The category in brackets: "道路交通诉求" reads to the name rules as a person's appeal.
+    title = f"【{what}】诉求办结公示" if what else "群众诉求办结公示"
+    return NoticeForm(town=case.town, title=title, body="\n".join(lines), case_no=case.no)
 
 
 @dataclass(frozen=True)
 class LedPreview:
     board: Board
-    images: tuple[tuple[str, str], ...]  # (data: URL, caption)
-    shown_width: int
+    #: (data: URL, caption, shown width in CSS pixels, scrolls: a marquee strip)
+    images: tuple[tuple[str, str, int, bool], ...]
     problem: str | None = None
 
 
@@ -437,21 +437,31 @@ async def led_previews(ctx: Context, draft: Notice) -> list[LedPreview]:
             rendered = await asyncio.to_thread(render_board, board, content, now=now)
         except Exception:
             log.exception("notice preview for board %s failed", board.id)
-            out.append(LedPreview(board, (), 0, "暂时无法生成该屏预览"))
+            out.append(LedPreview(board, (), "暂时无法生成该屏预览"))
             continue
         key = re.sub(r"\s+", "", draft.title)[:6]
-        pages = [p for p in rendered.pages if key and key in re.sub(r"\s+", "", p.text)]
+        first = next(
+            (i for i, p in enumerate(rendered.pages) if key and key in re.sub(r"\s+", "", p.text)),
+            None,
+        )
         if content.urgent is not None and not draft.urgent:
-            pages = []
+            first = None
+        # The notice's first page and the pages after it (its body continues there).
+        pages = list(rendered.pages[first : first + 4]) if first is not None else []
         chosen = pages or list(rendered.pages[:2])
         images = []
-        for p in chosen[:4]:
+        scale = max(1, min(4, 640 // board.width))
+        for p in chosen:
             if p.marquee is not None:
-                png = await asyncio.to_thread(to_png, p.marquee.strip)
-                images.append((_data_url(png), f"第 {p.index + 1} 页（滚动显示）"))
+                # The whole strip the board scrolls through, at the same scale.
+                strip = p.marquee.strip
+                png = await asyncio.to_thread(to_png, strip)
+                caption = f"第 {p.index + 1} 页（滚动显示）"
+                images.append((_data_url(png), caption, strip.width * scale, True))
             else:
                 png = await asyncio.to_thread(to_png, p.image)
-                images.append((_data_url(png), f"第 {p.index + 1} 页"))
+                caption = f"第 {p.index + 1} 页"
+                images.append((_data_url(png), caption, board.width * scale, False))
         problem = None
         if not pages:
             problem = (
@@ -459,7 +469,7 @@ async def led_previews(ctx: Context, draft: Notice) -> list[LedPreview]:
                 if content.urgent is not None
                 else "该屏当前画面中未找到本公示（可能在后续轮播中显示）"
             )
-        out.append(LedPreview(board, tuple(images), min(board.width * 4, 640), problem))
+        out.append(LedPreview(board, tuple(images), problem))
     return out
 
 
