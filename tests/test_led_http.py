@@ -256,7 +256,8 @@ async def test_reference_client_draws_the_frames(
                     (await client.get(f"{server.url}/led/{board}/frame.png?page={index}")).content
                 )
             )
-            got = Image.open(f)
+            with Image.open(f) as got:
+                got.load()
             expect = (
                 png.convert("RGB").convert("L").point([0] + [255] * 255) if fmt == "mono1" else png
             )

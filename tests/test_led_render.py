@@ -76,7 +76,8 @@ def test_golden(name: str) -> None:
             path.write_bytes(to_png(page.image))
             continue
         assert path.exists(), f"{path.name} missing: run with YIZHENG_REGEN_GOLDEN=1"
-        golden = Image.open(path)
+        with Image.open(path) as golden:
+            golden.load()
         assert same_pixels(golden, page.image), (
             f"{path.name} differs from the rendering; if intended, regenerate "
             "with YIZHENG_REGEN_GOLDEN=1 and review the images"
