@@ -324,8 +324,9 @@ async def check_csrf(request: Request) -> None:
     """Refuse a state-changing request whose token does not match the session's."""
     origin = request.headers.get("origin")
     if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
+        # Host names only: a proxy may drop the port from Host (nginx's $host does).
+        host = urlsplit("//" + request.headers.get("host", "")).hostname
+        if urlsplit(origin).hostname != host:
             raise BadCsrf("请求来源不符，已拒绝")
     session = read_session(request)
     sent = request.headers.get(CSRF_HEADER)

@@ -880,3 +880,20 @@ async def test_every_staff_action_is_in_the_audit_log(
     assert '<form method="post" action="/admin/audit' not in page
     r = await admin.post("/admin/audit")
     assert r.status_code == 405
+
+
+async def test_staff_change_their_own_password(
+    live: LiveServer, staff: Callable[[str], Any]
+) -> None:
+    ls = await staff("longshi")
+    r = await ls.post("/admin/account", {"old_password": "wrong-one!!", "new_password": "x" * 12})
+    assert r.status_code == 400 and "原密码错误" in r.text
+    r = await ls.post("/admin/account", {"old_password": PASSWORD, "new_password": "short"})
+    assert r.status_code == 400 and "至少需要" in r.text
+    r = await ls.post("/admin/account", {"old_password": PASSWORD, "new_password": "new-long-pass"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/login")
+    assert (await ls.http.get("/admin")).status_code == 303  # logged out
+    assert (await ls.login("longshi")).status_code == 401
+    assert (await ls.login("longshi", "new-long-pass")).status_code == 303
+    log = await live.ctx.store.audit_log()
+    assert any(r.action == "user.password" and r.target == "user:longshi" for r in log)
