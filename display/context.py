@@ -103,7 +103,8 @@ class Context:
         """Run fn every `seconds` until the app stops; one failure does not end the loop."""
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self.stop.wait()
             if self.stop.is_set():
                 return
             try:
