@@ -19,9 +19,11 @@ download browsers: Playwright only drives the system's chromium.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,18 @@ class BrowserPage:
         path = SCREENSHOTS / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=full_page)
         return path
+
+
+async def eventually(
+    condition: Callable[[], bool], seconds: float = 5.0, message: str = "condition"
+) -> None:
+    """Wait until `condition()` holds (for conditions outside the DOM, such as requests
+    seen or errors collected; for the DOM use Playwright's `expect`)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} did not hold within {seconds} s")
+        await asyncio.sleep(0.05)
 
 
 def _require_chromium() -> str:

@@ -4,7 +4,7 @@ charts. The browser tests (test_kiosk_browser.py) reuse this module's data."""
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -12,12 +12,18 @@ import httpx
 import pytest
 
 from display.charts import channel_bars, trend_chart
+from display.domain import SHANGHAI
 from display.panels import normalize_case_no
 from display.views.kiosk import VERSION_HEADER, LookupLimiter
 from tests.conftest import case_record, push_records
 
 #: A sensitive case's summary: it must never reach a page.
 SECRET_SUMMARY = "反映邻居王某某家庭纠纷，夜间争吵打架"
+
+
+def days_ago(days: float) -> str:
+    """An ISO time `days` before now, so deadlines and "this month" hold on any date."""
+    return (datetime.now(SHANGHAI) - timedelta(days=days)).replace(microsecond=0).isoformat()
 
 
 def town_records() -> list[dict[str, Any]]:
@@ -31,12 +37,12 @@ def town_records() -> list[dict[str, Any]]:
             category="道路交通",
             channel="12345热线",
             summary="反映银杏村3组道路破损，雨天积水",
-            received_at="2026-11-02T09:30:00+08:00",
-            resolved_at="2026-11-10T16:00:00+08:00",
-            replied_at="2026-11-11T10:00:00+08:00",
+            received_at=days_ago(25),
+            resolved_at=days_ago(17),
+            replied_at=days_ago(16),
             notes=[
                 {
-                    "at": "2026-11-03T10:00:00+08:00",
+                    "at": days_ago(24),
                     "stage": "assigned",
                     "text": "已交镇规划建设办现场查看",
                 }
@@ -51,7 +57,7 @@ def town_records() -> list[dict[str, Any]]:
             village="水口村",
             summary="水口村垃圾收运不及时，气味较大",
             department="镇农业服务中心",
-            received_at="2026-09-01T08:00:00+08:00",
+            received_at=days_ago(90),
         ),
         case_record(
             "LS2026-0003",
@@ -60,7 +66,7 @@ def town_records() -> list[dict[str, Any]]:
             channel="走访",
             village="金花村",
             summary="金花村自来水水压偏低，高处住户无水",
-            received_at="2026-11-25T15:00:00+08:00",
+            received_at=days_ago(2),
         ),
         case_record(
             "LS2026-0004",
@@ -68,10 +74,10 @@ def town_records() -> list[dict[str, Any]]:
             category="邻里纠纷",
             channel="来信来访",
             summary=SECRET_SUMMARY,
-            received_at="2026-11-20T11:00:00+08:00",
+            received_at=days_ago(7),
             notes=[
                 {
-                    "at": "2026-11-21T10:00:00+08:00",
+                    "at": days_ago(6),
                     "stage": "assigned",
                     "text": "王某某与邻居协商未果",
                 }
@@ -84,8 +90,8 @@ def town_records() -> list[dict[str, Any]]:
             category="土地",
             channel="12345热线",
             summary="咨询宅基地审批流程",
-            received_at="2026-10-12T09:00:00+08:00",
-            resolved_at="2026-10-20T09:00:00+08:00",
+            received_at=days_ago(45),
+            resolved_at=days_ago(37),
         ),
         case_record(
             "HJ2026-0001",
@@ -93,7 +99,7 @@ def town_records() -> list[dict[str, Any]]:
             village="九龙村",
             status="registered",
             summary="九龙村路灯损坏",
-            received_at="2026-11-24T09:00:00+08:00",
+            received_at=days_ago(3),
         ),
     ]
 
