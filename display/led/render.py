@@ -457,6 +457,9 @@ def render_board(board: Board, content: LedContent, *, now: datetime) -> Rendere
             text = spec.marquee.text
         else:
             y = top
+            if len(spec.lines) == 1:
+                # A page of one line (a title, 目前没有在办诉求) sits in the middle.
+                y += (n_lines - 1) * size // 2
             for line in spec.lines:
                 w = line_width(line, font)
                 x = (board.width - w) // 2 if line.align == "center" and w < board.width else 0
