@@ -157,8 +157,8 @@ async def test_personal_data_never_reaches_storage_or_public_outputs(tmp_path: P
             outputs[path] = resp.text
         for path in ["/led/longshi-gate/text", "/led/longshi-gate/pages.json", "/led/longshi-gate"]:
             resp = await client.get(base + path)
-            if resp.status_code == 200:
-                outputs[path] = resp.text
+            assert resp.status_code == 200, path
+            outputs[path] = resp.text
         events = await read_sse(
             client,
             f"{base}/events",
@@ -182,3 +182,62 @@ async def test_personal_data_never_reaches_storage_or_public_outputs(tmp_path: P
     raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     for secret in SECRETS:
         assert secret.encode() not in raw, f"{secret!r} reached the database file"
+
+
+async def test_open311_requesters_never_reach_public_outputs(tmp_path: Path) -> None:
+    """The demo case system names its requesters in the text and in Open311's
+    first_name/last_name/phone; none of it may come out."""
+    from display.settings import parse
+    from feeds.simulator import Simulator
+
+    sim = Simulator([("longshi", "龙市镇"), ("huangjia", "黄家镇")], seed=3, initial_cases=60)
+    async with serve_app(sim.app) as (sim_url, _):
+        settings = parse(
+            settings_dict(
+                tmp_path,
+                feeds=[
+                    {
+                        "name": "hotline",
+                        "kind": "open311",
+                        "url": f"{sim_url}/open311/v2",
+                        "interval": 0.3,
+                    },
+                ],
+            )
+        )
+        app = create_app(settings)
+        async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):
+                got = (await client.get(f"{base}/api/v1/cases?limit=500")).json()["cases"]
+                if len(got) >= 60:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(got) >= 60
+            texts = [json.dumps(got, ensure_ascii=False)]
+            for path in [
+                "/kiosk/longshi",
+                "/kiosk/huangjia",
+                "/kiosk",
+                "/led/longshi-gate/text",
+                "/led/longshi-gate/pages.json",
+            ]:
+                resp = await client.get(base + path)
+                assert resp.status_code == 200, path
+                texts.append(resp.text)
+            for c in got[:20]:
+                texts.append((await client.get(f"{base}/api/v1/cases/{c['no']}")).text)
+            events = await read_sse(
+                client,
+                f"{base}/events",
+                headers={"Last-Event-ID": "0"},
+                until=lambda ev: sum(e.get("event") == "case" for e in ev) >= 60,
+            )
+            texts.append(json.dumps(events, ensure_ascii=False))
+    blob = "\n".join(texts)
+    named = [c for c in sim.cases.values() if c.first_name]
+    assert named
+    for case in named:
+        assert case.requester_name not in blob, "a requester's full name leaked"
+        if len(case.first_name) >= 2:
+            assert case.first_name not in blob, "a requester's given name leaked"
+        assert case.phone not in blob, "a requester's phone leaked"
