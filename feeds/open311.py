@@ -400,6 +400,8 @@ class Open311Adapter:
         self.requests_made = 0
         #: The last pull stopped at max_records; the runner pulls again at once.
         self.has_more = False
+        self._page_size = config.page_size
+        self._page_size_checked = False
 
     @classmethod
     def from_config(
@@ -468,16 +470,28 @@ class Open311Adapter:
             raise FeedError(f"{self.name}: the requests answer is not a list of service requests")
         return data
 
-    async def _get_window(self, start: datetime, end: datetime) -> tuple[list[Any], bool]:
-        """All requests of one window and whether the answer looks truncated."""
+    def _window_params(self, start: datetime, end: datetime) -> dict[str, str | int]:
         params = self._base_params()
         p_start, p_end = self.config.window_params
         params[p_start] = _w3c(start)
         params[p_end] = _w3c(end)
         if self.config.extensions:
             params["extensions"] = "true"
+        return params
+
+    async def _get_window(self, start: datetime, end: datetime) -> tuple[list[Any], bool]:
+        """One answer for one window, and whether it may be incomplete.
+
+        A window is read with ONE request whenever possible. Paging through a window
+        is not safe while the source changes: a case updated between two page
+        requests leaves the window and every later case moves up a place, so one
+        case is skipped — and, being older than the cursor, never read again. A
+        full first page therefore counts as incomplete and the caller halves the
+        window instead of asking for page 2.
+        """
+        params = self._window_params(start, end)
         cap = self.config.max_results
-        size = self.config.page_size
+        size = self._page_size
         if size <= 0:
             items = await self._get_requests(params)
             return items, len(items) >= cap
@@ -485,41 +499,55 @@ class Open311Adapter:
         if len(first) > size:
             # The server ignores page_size: it answered everything (up to its cap).
             return first, len(first) >= cap
-        items = list(first)
-        page_len = len(first)
-        page = 1
-        last = first
-        # A short first page may only mean the server caps page_size lower than
-        # asked, so probe the next page once before trusting it.
-        while last and (len(last) >= page_len):
-            page += 1
-            if page > self.config.max_pages:
-                return items, True
-            last = await self._get_requests({**params, "page": page, "page_size": size})
-            if last and _first_id(last) == _first_id(first):
-                # The server ignores `page`: every page is the first one.
-                return first, len(first) >= cap
-            items.extend(last)
-            if len(last) < page_len:
+        if len(first) >= size:
+            return first, True
+        if first and not self._page_size_checked:
+            # A short first page may only mean that the server caps page_size below
+            # what we asked; look at page 2 once to learn the real page size.
+            self._page_size_checked = True
+            second = await self._get_requests({**params, "page": 2, "page_size": size})
+            if second and _first_id(second) != _first_id(first):
+                log.info("%s: the server caps page_size at %d", self.name, len(first))
+                self._page_size = len(first)
+                return first, True
+        return first, len(first) >= cap
+
+    async def _page_through(self, start: datetime, end: datetime) -> list[Any]:
+        """Every page of a window too dense to split further (rare; not atomic)."""
+        params = self._window_params(start, end)
+        size = max(self._page_size, 1)
+        items: list[Any] = []
+        first_id: Any = None
+        for page in range(1, self.config.max_pages + 1):
+            got = await self._get_requests({**params, "page": page, "page_size": size})
+            if page == 1:
+                first_id = _first_id(got)
+            elif got and _first_id(got) == first_id:
+                break  # the server ignores `page`
+            items.extend(got)
+            if len(got) < size:
                 break
-        paged_past_cap = page > 1 and len(items) > cap
-        return items, len(items) >= cap and not paged_past_cap
+        return items
 
     async def _crawl_window(self, start: datetime, end: datetime) -> list[Any]:
-        items, truncated = await self._get_window(start, end)
-        if not truncated:
+        items, incomplete = await self._get_window(start, end)
+        if not incomplete:
             return items
         mid = _floor(start + (end - start) / 2)
-        if end - start < MIN_WINDOW or not (start < mid < end):
-            log.warning(
-                "%s: %d requests between %s and %s reach the server's cap; some may be missing",
-                self.name,
-                len(items),
-                _w3c(start),
-                _w3c(end),
-            )
-            return items
-        return [*await self._crawl_window(start, mid), *await self._crawl_window(mid, end)]
+        if end - start >= MIN_WINDOW and start < mid < end:
+            return [*await self._crawl_window(start, mid), *await self._crawl_window(mid, end)]
+        if self._page_size > 0:
+            paged = await self._page_through(start, end)
+            if len(paged) > len(items):
+                return paged
+        log.warning(
+            "%s: %d requests between %s and %s reach the server's cap; some may be missing",
+            self.name,
+            len(items),
+            _w3c(start),
+            _w3c(end),
+        )
+        return items
 
     async def _get_updates(self, start: datetime, end: datetime) -> list[Any]:
         params = self._base_params()

@@ -150,11 +150,45 @@ async def test_xml_gives_the_same_records_as_json(
 
 
 async def test_paging(sim_server: tuple[Simulator, RunningServer]) -> None:
-    _, server = sim_server
+    sim, server = sim_server
     batch, requests = await pull(server.open311_url, page_size=7)
-    assert len(batch.records) == 40
-    # 40 records in pages of 7: six pages, the last one short.
-    assert requests == 6
+    assert set(by_id(batch)) == set(sim.cases)
+    # Windows are halved until each fits one page of 7: at least 40 / 7 requests.
+    assert requests >= 6
+
+
+async def test_cases_changing_while_a_window_is_read_are_not_lost() -> None:
+    """Paging through a changing window skips cases; the adapter must not lose them."""
+    sim = Simulator(seed=5, initial_cases=40)
+    untouched = sorted(sim.cases.values(), key=lambda c: (c.updated, c.id))
+    stages = ("registered", "assigned", "in_progress", "resolved", "replied", "verified")
+
+    async def churning(scope: Any, receive: Any, send: Any) -> None:
+        # Before each answer, one of the oldest cases changes and so leaves every
+        # window that ends in the past, shifting the cases after it up a place.
+        if scope["type"] == "http" and scope["path"].endswith("/requests.json") and untouched:
+            case = untouched.pop(0)
+            following = stages[(stages.index(case.stage) + 1) % len(stages)]
+            sim.set_stage(case.id, following)
+        await sim.app(scope, receive, send)
+
+    async with serve_app(churning) as server:
+        a = adapter(server.open311_url, page_size=5, overlap=0)
+        try:
+            latest: dict[str, CaseRecord] = {}
+            cursor = None
+            for _ in range(10):
+                batch = await a.pull(cursor)
+                for rec in batch.records:
+                    latest[rec.source_id] = rec
+                cursor = batch.cursor
+                if not batch.records:
+                    break
+        finally:
+            await a.aclose()
+    assert {k: r.updated_at for k, r in latest.items()} == {
+        c.id: c.updated for c in sim.cases.values()
+    }
 
 
 async def test_a_server_that_ignores_paging_is_read_once(
