@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from display.led.fonts import load_font
 from display.led.layout import NO_END, NO_START, Run, atoms, clusters, wrap
@@ -212,3 +214,26 @@ def test_layout_specs_never_exceed_board_lines() -> None:
             assert len(spec.lines) <= h // fs
             for line in spec.lines:
                 assert font.measure(line.text) <= w
+
+
+ALPHABET = (
+    "群众诉求办理公示已超期剩个工作日龙市镇村道路灯，。、！？：；（）“”「」 0123456789-年月%LS"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=ALPHABET, min_size=1, max_size=60), width=st.integers(64, 256))
+def test_wrap_properties(text: str, width: int) -> None:
+    lines = wrap([Run(text)], F16, width)
+    got = [line.text for line in lines]
+    # Nothing is lost or reordered; only the spaces at the breaks go.
+    assert "".join(got).replace(" ", "") == text.replace(" ", "")
+    for line in got:
+        assert line == line.strip(" ")
+        assert F16.measure(line) <= width or len(line) == 1
+    if all(F16.measure(c) <= width for c in clusters(text) if not c.isspace()):
+        # When every unbreakable piece fits a line, 避头尾 holds everywhere.
+        for line in got[1:]:
+            assert line[0] not in NO_START
+        for line in got[:-1]:
+            assert line[-1] not in NO_END

@@ -113,6 +113,14 @@ def clusters(text: str, keep: Sequence[tuple[int, int]] = ()) -> list[str]:
         prev = out[-1] if out else None
         if prev is not None and not prev.isspace() and (atom[0] in NO_START or prev[-1] in NO_END):
             out[-1] = prev + atom
+        elif (
+            prev is not None
+            and prev.isspace()
+            and len(out) >= 2
+            and (atom[0] in NO_START or out[-2][-1] in NO_END)
+        ):
+            # A space is no break where 避头尾 forbids one: glue across it.
+            out[-2:] = [out[-2] + prev + atom]
         else:
             out.append(atom)
     return out
@@ -160,15 +168,22 @@ def wrap(runs: Sequence[Run], font: BitmapFont, width: int, align: str = "left")
                             (carry[0][0] if carry else item[0]) in NO_START or line[-1][0] in NO_END
                         ):
                             carry.insert(0, line.pop())
+                        while carry and carry[0][0].isspace():
+                            carry.pop(0)  # the break falls on this space
                         lines.append(line)
                         line = carry
                         line_w = sum(font.advance(c) for c, _ in carry)
+                    if item[0].isspace() and not line:
+                        continue  # a break: no space at the start of a line
                     line.append(item)
                     line_w += cw
         pending = []
     if line:
         lines.append(line)
-    return [Line(_to_runs(chars_), align) for chars_ in lines]
+    for chars_ in lines:
+        while chars_ and chars_[-1][0].isspace():
+            chars_.pop()  # a space that ended up at a break
+    return [Line(_to_runs(chars_), align) for chars_ in lines if chars_]
 
 
 def line_width(line: Line, font: BitmapFont) -> int:
