@@ -216,3 +216,28 @@ async def test_aclose_is_idempotent_and_stops_refreshes(
     cache.invalidate("longshi")
     await asyncio.sleep(0.15)
     assert src.loads[LONGSHI.id] == 1
+
+
+async def test_brightness_step_refreshes_the_board_on_time() -> None:
+    from datetime import UTC, datetime
+
+    src = Source()
+    changes: list[str] = []
+    now = [datetime(2026, 3, 2, 11, 59, 59, 500_000, tzinfo=UTC)]  # 19:59:59.5 local
+
+    async def on_change(board_id: str, rendered: RenderedBoard) -> None:
+        changes.append(board_id)
+
+    rgb = Board(id="rgb", town="longshi", width=128, height=32, color="rgb")
+    src.content["rgb"] = sample_content()
+    cache = FrameCache([rgb], src.load, on_change=on_change, clock=lambda: now[0])
+    try:
+        day = await cache.get("rgb")
+        assert day.brightness == 100
+        now[0] = datetime(2026, 3, 2, 12, 0, 1, tzinfo=UTC)  # 20:00:01: the dim step
+        await until(lambda: changes == ["rgb"])
+        night = await cache.get("rgb")
+        assert night.brightness == 40 and night.version != day.version
+        assert src.loads["rgb"] == 2  # no invalidation was needed
+    finally:
+        await cache.aclose()
