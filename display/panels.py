@@ -130,16 +130,15 @@ async def find_case(ctx: Context, no: str) -> CaseLookup | None:
     if not any(t.stage == "registered" for t in timeline):
         # A case first seen in a later stage was still registered when it was received.
         timeline = [TimelineEntry(at=case.received_at, stage="registered"), *timeline]
+    steps = [Step(t) for t in timeline]
     rated = SATISFACTION_LABELS.get(case.satisfaction or "")
-    steps = []
-    shown_rating = False
-    for t in timeline:
-        label = None
-        if rated and not shown_rating and t.stage in ("replied", "verified"):
-            label, shown_rating = rated, True
-        steps.append(Step(t, label))
-    if rated and not shown_rating and steps:
-        steps[-1] = Step(steps[-1].entry, rated)
+    if rated and steps:
+        # The citizen's rating belongs to the reply: the last replied (or verified) step.
+        at = max(
+            (i for i, t in enumerate(timeline) if t.stage in ("replied", "verified")),
+            default=len(steps) - 1,
+        )
+        steps[at] = Step(steps[at].entry, rated)
     return CaseLookup(case=case, days_left=ctx.days_left(case), steps=tuple(steps))
 
 
