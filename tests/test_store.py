@@ -160,6 +160,25 @@ async def test_apply_cases_counts_events_timeline_and_cursor(store: Store) -> No
     assert state.last_success_at is not None and state.last_attempt_at is not None
 
 
+async def test_one_case_twice_in_a_batch_is_applied_in_order(store: Store) -> None:
+    first = case("T-1")
+    second = dataclasses.replace(first, stage="assigned", updated_at=T0 + timedelta(hours=1))
+    note = TimelineEntry(at=T0 + timedelta(minutes=30), stage="registered", note="已受理")
+    counts = await store.apply_cases(
+        "f", [change(first, note), change(first, note), change(second, note)], [], None
+    )
+    assert (counts.new, counts.unchanged, counts.changed) == (1, 1, 1)
+    assert [json.loads(e.data)["stage"] for e in await all_events(store) if e.kind == "case"] == [
+        "registered",
+        "assigned",
+    ]
+    assert [(t.stage, t.note) for t in await store.timeline("T-1")] == [
+        ("registered", None),
+        ("registered", "已受理"),
+        ("assigned", None),
+    ]
+
+
 async def test_number_taken_by_another_feed_is_quarantined(store: Store) -> None:
     await store.apply_cases("hotline", [change(case("LS-9"))], [], None)
     counts = await store.apply_cases(

@@ -15,7 +15,7 @@ def open_store(settings: Settings, on_commit: Callable[[], None] | None = None) 
         from display.store.sqlite import SqliteStore
 
         return SqliteStore(path, on_commit=on_commit)
-    from display.store.postgres import PostgresStore  # type: ignore[import-not-found, unused-ignore]
+    from display.store.postgres import PostgresStore
 
     store: Store = PostgresStore(settings.database_url, on_commit=on_commit)
     return store

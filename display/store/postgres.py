@@ -109,6 +109,14 @@ def _q(sql: str) -> str:
     return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
 
+_UPSERT_CASE = (
+    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(CASE_COLUMNS.split(',')) + 1))}) "
+    "ON CONFLICT (no) DO UPDATE SET "
+    + ", ".join(f"{col.strip()} = excluded.{col.strip()}" for col in CASE_COLUMNS.split(",")[1:])
+)
+
+
 def _rowcount(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -327,26 +335,39 @@ class PostgresStore:
         rejected: Sequence[Rejected],
         cursor: str | None,
     ) -> IngestCounts:
+        """The same decisions as SqliteStore.apply_cases, made in memory against one read
+        of the existing rows, then written with one pipelined `executemany` per statement:
+        a batch costs a handful of round trips, not four per case, so the write lock is
+        held briefly even for a large feed batch."""
+
         async def run(conn: Conn) -> IngestCounts:
             counts = IngestCounts()
             touched: set[str] = set()
             at = ts(now_utc())
+            current: dict[str, tuple[str, str, PublicCase]] = {}
+            nos = sorted({ch.case.no for ch in changes})
+            if nos:
+                for r in await conn.fetch(
+                    f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ANY($1::text[])",
+                    nos,
+                ):
+                    row = tuple(r)
+                    current[row[2]] = (row[0], row[1], case_from_row(row[2:]))
+            upserts: list[tuple[Any, ...]] = []
+            stages: list[tuple[Any, ...]] = []
+            notes: list[tuple[Any, ...]] = []
+            events: list[tuple[Any, ...]] = []
+            quarantined: list[tuple[Any, ...]] = []
             for ch in changes:
                 c = ch.case
-                row = await self._one(
-                    conn, f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ?", (c.no,)
-                )
-                if row is not None and (row[0], row[1]) != (feed, ch.source_id):
+                prev = current.get(c.no)
+                if prev is not None and (prev[0], prev[1]) != (feed, ch.source_id):
                     counts.quarantined += 1
                     reason = "编号与其他数据源的案件重复"
                     counts.reasons.append((ch.source_id, reason))
-                    await self._exec(
-                        conn,
-                        "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                        (feed, ch.source_id, reason, at),
-                    )
+                    quarantined.append((feed, ch.source_id, reason, at))
                     continue
-                old = case_from_row(row[2:]) if row is not None else None
+                old = prev[2] if prev is not None else None
                 if old is not None and old.supervised and not c.supervised:
                     # Supervision set by county staff survives a feed that does not know it.
                     c = _replace(c, supervised=True)
@@ -356,52 +377,49 @@ class PostgresStore:
                 if old is not None and old.visible_fields() == c.visible_fields():
                     counts.unchanged += 1
                     continue
-                values = case_row_values(feed, ch.source_id, c)
-                await self._exec(
-                    conn,
-                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
-                    f"({','.join('?' * len(values))}) "
-                    "ON CONFLICT (no) DO UPDATE SET "
-                    + ", ".join(
-                        f"{col.strip()} = excluded.{col.strip()}"
-                        for col in CASE_COLUMNS.split(",")[1:]
-                    ),
-                    values,
-                )
+                upserts.append(case_row_values(feed, ch.source_id, c))
+                current[c.no] = (feed, ch.source_id, c)
                 if old is None or old.stage != c.stage:
-                    await self._exec(
-                        conn,
-                        "INSERT INTO case_timeline (no, at, stage, department, outcome) "
-                        "VALUES (?,?,?,?,?)",
-                        (c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome),
-                    )
-                for note in ch.notes:
-                    await conn.execute(
-                        "INSERT INTO case_timeline (no, at, stage, note) "
-                        "SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS "
-                        "(SELECT 1 FROM case_timeline WHERE no = $1 AND at = $2 AND note = $4)",
-                        c.no,
-                        ts(note.at),
-                        note.stage,
-                        note.note,
-                    )
+                    stages.append((c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome))
+                notes += [(c.no, ts(n.at), n.stage, n.note) for n in ch.notes]
                 if c.withdrawn:
                     counts.withdrawn += 1
                 elif old is None:
                     counts.new += 1
                 else:
                     counts.changed += 1
-                await self._emit(conn, "case", c.town, c.to_json())
+                events.append((ts(now_utc()), "case", c.town, event_json("case", c.to_json())))
                 touched.add(c.town)
                 if old is not None and old.town != c.town:
                     touched.add(old.town)
             for rej in rejected:
                 counts.quarantined += 1
                 counts.reasons.append((rej.source_id, rej.reason))
-                await self._exec(
-                    conn,
-                    "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                    (feed, rej.source_id, rej.reason[:500], at),
+                quarantined.append((feed, rej.source_id, rej.reason[:500], at))
+            if upserts:
+                await conn.executemany(_UPSERT_CASE, upserts)
+            if stages:
+                await conn.executemany(
+                    "INSERT INTO case_timeline (no, at, stage, department, outcome) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    stages,
+                )
+            if notes:
+                # Executed in order, so a note repeated within the batch is also skipped.
+                await conn.executemany(
+                    "INSERT INTO case_timeline (no, at, stage, note) "
+                    "SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS "
+                    "(SELECT 1 FROM case_timeline WHERE no = $1 AND at = $2 AND note = $4)",
+                    notes,
+                )
+            if events:
+                await conn.executemany(
+                    "INSERT INTO events (at, kind, town, data) VALUES ($1, $2, $3, $4)", events
+                )
+            if quarantined:
+                await conn.executemany(
+                    "INSERT INTO quarantine (feed, source_id, reason, at) VALUES ($1, $2, $3, $4)",
+                    quarantined,
                 )
             for town in sorted(touched):
                 stats = await self._stats_tx(conn, town)
