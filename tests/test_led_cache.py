@@ -241,3 +241,19 @@ async def test_brightness_step_refreshes_the_board_on_time() -> None:
         assert src.loads["rgb"] == 2  # no invalidation was needed
     finally:
         await cache.aclose()
+
+
+async def test_a_cancelled_first_request_does_not_cancel_the_render(
+    setup: tuple[FrameCache, Source, list[tuple[str, str]]],
+) -> None:
+    cache, src, _ = setup
+    src.gate = asyncio.Event()
+    first = asyncio.create_task(cache.get(LONGSHI.id))
+    await until(lambda: src.loads.get(LONGSHI.id) == 1)
+    second = asyncio.create_task(cache.get(LONGSHI.id))
+    first.cancel()  # the board that asked first hung up
+    await asyncio.sleep(0.01)
+    src.gate.set()
+    rendered = await asyncio.wait_for(second, 5)
+    assert rendered.pages and cache.renders == 1
+    assert first.cancelled()

@@ -47,7 +47,7 @@ class FrameCache:
         self._on_change = on_change
         self._clock = clock
         self._rendered: dict[str, RenderedBoard] = {}
-        self._first: dict[str, asyncio.Future[RenderedBoard]] = {}
+        self._first: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._encoded: dict[str, dict[tuple[str, int, str], bytes]] = {}
         self._changed: dict[str, asyncio.Event] = {}
@@ -76,22 +76,21 @@ class FrameCache:
             return rendered
         if board_id not in self._boards:
             raise KeyError(board_id)
-        fut = self._first.get(board_id)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._first[board_id] = fut
-            try:
-                await self._refresh(board_id)
-            except BaseException as e:
-                fut.set_exception(e)
-                fut.exception()  # retrieved here; waiters get it through `await fut`
-                raise
-            finally:
-                del self._first[board_id]
-            result = self._rendered[board_id]
-            fut.set_result(result)
-            return result
-        return await asyncio.shield(fut)
+        task = self._first.get(board_id)
+        if task is None:
+            # The first render runs as its own task: a request that goes away
+            # (a board that hangs up) does not cancel it for the others.
+            task = asyncio.get_running_loop().create_task(self._refresh(board_id))
+            self._first[board_id] = task
+            task.add_done_callback(lambda t: self._first_done(board_id, t))
+        await asyncio.shield(task)
+        return self._rendered[board_id]
+
+    def _first_done(self, board_id: str, task: asyncio.Task[None]) -> None:
+        if self._first.get(board_id) is task:
+            del self._first[board_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter has it raised by `await`
 
     def encoded(self, board_id: str, page: int, fmt: str) -> bytes:
         """A page of the cached rendering in `fmt` (png, gif, text, mono1, rgb565, rgb888).
@@ -215,7 +214,7 @@ class FrameCache:
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *self._first.values()]
         for t in tasks:
             t.cancel()
         if tasks:
