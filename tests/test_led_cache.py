@@ -257,3 +257,17 @@ async def test_a_cancelled_first_request_does_not_cancel_the_render(
     rendered = await asyncio.wait_for(second, 5)
     assert rendered.pages and cache.renders == 1
     assert first.cancelled()
+
+
+async def test_waiters_are_released_when_the_cache_closes(
+    setup: tuple[FrameCache, Source, list[tuple[str, str]]],
+) -> None:
+    from display.led.cache import CacheClosed
+
+    cache, _, _ = setup
+    first = await cache.get(LONGSHI.id)
+    waiter = asyncio.create_task(cache.wait_change(LONGSHI.id, first.version))
+    await asyncio.sleep(0.01)
+    await cache.aclose()
+    with pytest.raises(CacheClosed):
+        await asyncio.wait_for(waiter, 5)

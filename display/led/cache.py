@@ -31,6 +31,10 @@ FORMATS = ("png", "gif", "text", *RAW_FORMATS)
 RETRY_SECONDS = 30.0
 
 
+class CacheClosed(RuntimeError):
+    """The frame cache was closed while waiting on it."""
+
+
 class FrameCache:
     def __init__(
         self,
@@ -115,8 +119,13 @@ class FrameCache:
         return data
 
     async def wait_change(self, board_id: str, version: str | None) -> RenderedBoard:
-        """Wait until the board's version differs from `version`, and return it."""
+        """Wait until the board's version differs from `version`, and return it.
+
+        Raises CacheClosed once the cache is closed (the service is stopping).
+        """
         while True:
+            if self._closed:
+                raise CacheClosed("the frame cache is closed")
             current = self._rendered.get(board_id)
             if current is None:
                 current = await self.get(board_id)

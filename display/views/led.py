@@ -324,7 +324,9 @@ class FrameStream(Response):
                             await t
                 if disconnected.is_set():
                     break
-                if change in done and change.exception() is None:
+                if change in done:
+                    if change.exception() is not None:
+                        break  # the service is stopping, or the board cannot render
                     current = change.result()
                     body = encode_frame_event(current)
                 else:
