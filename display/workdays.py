@@ -28,6 +28,10 @@ class WorkCalendar:
         self._holidays = frozenset(extra_holidays)
         self._workdays = frozenset(extra_workdays)
         self._known_years: dict[int, bool] = {}
+        # chinese_calendar scans its tables on every call; a ledger import asks about
+        # the same few hundred days hundreds of thousands of times.
+        self._days: dict[date, tuple[bool, bool]] = {}
+        self._added: dict[tuple[date, int], DueDate] = {}
 
     def knows(self, year: int) -> bool:
         if year not in self._known_years:
@@ -40,6 +44,12 @@ class WorkCalendar:
 
     def is_workday(self, day: date) -> tuple[bool, bool]:
         """(is it a working day, was that estimated)."""
+        cached = self._days.get(day)
+        if cached is None:
+            cached = self._days[day] = self._is_workday(day)
+        return cached
+
+    def _is_workday(self, day: date) -> tuple[bool, bool]:
         if day in self._workdays:
             return True, False
         if day in self._holidays:
@@ -50,6 +60,13 @@ class WorkCalendar:
 
     def add_workdays(self, start: date, n: int) -> DueDate:
         """The n-th working day after `start` (the day of receipt does not count)."""
+        key = (start, n)
+        cached = self._added.get(key)
+        if cached is None:
+            cached = self._added[key] = self._add_workdays(start, n)
+        return cached
+
+    def _add_workdays(self, start: date, n: int) -> DueDate:
         day = start
         left = n
         estimated = False

@@ -302,3 +302,87 @@ def event_json(kind: str, payload: Mapping[str, Any]) -> str:
 
 def migration_files() -> list[tuple[str, str]]:
     return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+
+
+@dataclass
+class CasePlan:
+    """What one batch changes, decided in memory so that the backends can write it
+    with a handful of bulk statements inside one transaction."""
+
+    counts: IngestCounts = field(default_factory=IngestCounts)
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    timeline: list[tuple[Any, ...]] = field(default_factory=list)
+    notes: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[str, str | None, str]] = field(default_factory=list)
+    quarantine: list[tuple[str | None, str]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+
+def plan_cases(
+    feed: str,
+    changes: Sequence[CaseChange],
+    rejected: Sequence[Rejected],
+    existing: Mapping[str, tuple[str, str, PublicCase]],
+) -> CasePlan:
+    """Decide, for each incoming case, whether it is new, changed or unchanged.
+
+    `existing` maps a case number to (feed, source_id, stored case). An event is
+    planned only when something visible changed. A case that appears twice in one
+    batch is applied in order, each version compared with the one before it.
+    """
+    import dataclasses
+
+    existing = dict(existing)
+    plan = CasePlan()
+    counts = plan.counts
+    for ch in changes:
+        c = ch.case
+        row = existing.get(c.no)
+        if row is not None and (row[0], row[1]) != (feed, ch.source_id):
+            reason = "编号与其他数据源的案件重复"
+            counts.quarantined += 1
+            counts.reasons.append((ch.source_id, reason))
+            plan.quarantine.append((ch.source_id, reason))
+            continue
+        old = row[2] if row is not None else None
+        # Supervision set by county staff survives a feed that does not know it.
+        if old is not None and old.supervised and not c.supervised:
+            c = dataclasses.replace(c, supervised=True)
+        if old is None and c.withdrawn:
+            counts.withdrawn += 1
+            continue
+        if old is not None and old.visible_fields() == c.visible_fields():
+            counts.unchanged += 1
+            continue
+        plan.upserts.append(case_row_values(feed, ch.source_id, c))
+        if old is None or old.stage != c.stage:
+            plan.timeline.append((c.no, ts(stage_time(c)), c.stage, c.department, c.outcome))
+        for note in ch.notes:
+            plan.notes.append((c.no, ts(note.at), note.stage, note.note))
+        if c.withdrawn:
+            counts.withdrawn += 1
+        elif old is None:
+            counts.new += 1
+        else:
+            counts.changed += 1
+        plan.events.append(("case", c.town, event_json("case", c.to_json())))
+        plan.touched.add(c.town)
+        if old is not None and old.town != c.town:
+            plan.touched.add(old.town)
+        existing[c.no] = (feed, ch.source_id, c)
+    for rej in rejected:
+        counts.quarantined += 1
+        counts.reasons.append((rej.source_id, rej.reason))
+        plan.quarantine.append((rej.source_id, rej.reason[:500]))
+    return plan
+
+
+def stage_time(c: PublicCase) -> datetime:
+    """When the case reached its current stage, as well as the source tells."""
+    if c.stage in ("resolved", "verified") and c.resolved_at:
+        return c.resolved_at if c.stage == "resolved" else c.updated_at
+    if c.stage == "replied" and c.replied_at:
+        return c.replied_at
+    if c.stage == "registered":
+        return c.received_at
+    return c.updated_at

@@ -41,11 +41,12 @@ from display.store.base import (
     QuarantineRow,
     UserRow,
     case_from_row,
-    case_row_values,
     event_json,
     migration_files,
     notice_from_row,
     parse_ts,
+    plan_cases,
+    stage_time,
     ts,
 )
 from feeds.record import Rejected
@@ -53,6 +54,13 @@ from feeds.record import Rejected
 T = TypeVar("T")
 _OPEN = "('registered','assigned','in_progress')"
 _CLOSED = "('resolved','replied','verified')"
+
+
+_UPSERT_CASE = (
+    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({','.join('?' * len(CASE_COLUMNS.split(',')))}) "
+    "ON CONFLICT (no) DO UPDATE SET "
+    + ", ".join(f"{col.strip()} = excluded.{col.strip()}" for col in CASE_COLUMNS.split(",")[1:])
+)
 
 
 def _sql(text: str) -> str:
@@ -185,78 +193,50 @@ class SqliteStore:
         cursor: str | None,
     ) -> IngestCounts:
         async def run(conn: aiosqlite.Connection) -> IngestCounts:
-            counts = IngestCounts()
-            touched: set[str] = set()
             at = ts(now_utc())
-            for ch in changes:
-                c = ch.case
-                row = await self._one(
-                    conn, f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ?", (c.no,)
+            existing: dict[str, tuple[str, str, PublicCase]] = {}
+            nos = [ch.case.no for ch in changes]
+            for i in range(0, len(nos), 500):
+                chunk = nos[i : i + 500]
+                rows = await _all(
+                    conn,
+                    f"SELECT feed, source_id, {CASE_SELECT} FROM cases "
+                    f"WHERE no IN ({','.join('?' * len(chunk))})",
+                    chunk,
                 )
-                if row is not None and (row[0], row[1]) != (feed, ch.source_id):
-                    counts.quarantined += 1
-                    reason = "编号与其他数据源的案件重复"
-                    counts.reasons.append((ch.source_id, reason))
-                    await conn.execute(
-                        "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                        (feed, ch.source_id, reason, at),
-                    )
-                    continue
-                old = case_from_row(row[2:]) if row is not None else None
-                if old is not None:
-                    # Supervision set by county staff survives a feed that does not know it.
-                    if old.supervised and not c.supervised:
-                        c = _replace(c, supervised=True)
-                if old is None and c.withdrawn:
-                    counts.withdrawn += 1
-                    continue
-                if old is not None and old.visible_fields() == c.visible_fields():
-                    counts.unchanged += 1
-                    continue
-                values = case_row_values(feed, ch.source_id, c)
-                await conn.execute(
-                    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
-                    f"({','.join('?' * len(values))}) "
-                    "ON CONFLICT (no) DO UPDATE SET "
-                    + ", ".join(
-                        f"{col.strip()} = excluded.{col.strip()}"
-                        for col in CASE_COLUMNS.split(",")[1:]
-                    ),
-                    values,
+                for r in rows:
+                    existing[r[2]] = (r[0], r[1], case_from_row(r[2:]))
+            plan = plan_cases(feed, changes, rejected, existing)
+            if plan.upserts:
+                await conn.executemany(_UPSERT_CASE, plan.upserts)
+            if plan.timeline:
+                await conn.executemany(
+                    "INSERT INTO case_timeline (no, at, stage, department, outcome) "
+                    "VALUES (?,?,?,?,?)",
+                    plan.timeline,
                 )
-                if old is None or old.stage != c.stage:
-                    await conn.execute(
-                        "INSERT INTO case_timeline (no, at, stage, department, outcome) "
-                        "VALUES (?,?,?,?,?)",
-                        (c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome),
-                    )
-                for note in ch.notes:
-                    await conn.execute(
-                        "INSERT INTO case_timeline (no, at, stage, note) "
-                        "SELECT ?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM case_timeline "
-                        "WHERE no = ? AND at = ? AND note = ?)",
-                        (c.no, ts(note.at), note.stage, note.note, c.no, ts(note.at), note.note),
-                    )
-                if c.withdrawn:
-                    counts.withdrawn += 1
-                elif old is None:
-                    counts.new += 1
-                else:
-                    counts.changed += 1
-                await self._emit(conn, "case", c.town, c.to_json())
-                touched.add(c.town)
-                if old is not None and old.town != c.town:
-                    touched.add(old.town)
-            for rej in rejected:
-                counts.quarantined += 1
-                counts.reasons.append((rej.source_id, rej.reason))
-                await conn.execute(
+            if plan.notes:
+                await conn.executemany(
+                    "INSERT INTO case_timeline (no, at, stage, note) "
+                    "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM case_timeline "
+                    "WHERE no = ?1 AND at = ?2 AND note = ?4)",
+                    plan.notes,
+                )
+            if plan.quarantine:
+                await conn.executemany(
                     "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                    (feed, rej.source_id, rej.reason[:500], at),
+                    [(feed, sid, reason, at) for sid, reason in plan.quarantine],
                 )
-            for town in sorted(touched):
+            events = list(plan.events)
+            for town in sorted(plan.touched):
                 stats = await self._stats_tx(conn, town)
-                await self._emit(conn, "stats", town, stats.to_json())
+                events.append(("stats", town, event_json("stats", stats.to_json())))
+            if events:
+                await conn.executemany(
+                    "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)",
+                    [(at, kind, town, data) for kind, town, data in events],
+                )
+            counts = plan.counts
             await conn.execute(
                 "INSERT INTO feed_state (name, cursor, last_attempt_at, last_success_at, "
                 "last_error, consecutive_failures, counts) VALUES (?,?,?,?,NULL,0,?) "
@@ -789,16 +769,6 @@ def _replace(c: PublicCase, **kw: Any) -> PublicCase:
     return dataclasses.replace(c, **kw)
 
 
-def _stage_time(c: PublicCase) -> datetime:
-    if c.stage in ("resolved", "verified") and c.resolved_at:
-        return c.resolved_at if c.stage == "resolved" else c.updated_at
-    if c.stage == "replied" and c.replied_at:
-        return c.replied_at
-    if c.stage == "registered":
-        return c.received_at
-    return c.updated_at
-
-
 def _split_sql(text: str) -> list[str]:
     # Comments go first: they may contain semicolons. The schema has no "--" in strings.
     lines = [ln.split("--", 1)[0] for ln in text.splitlines()]
@@ -806,3 +776,6 @@ def _split_sql(text: str) -> list[str]:
 
 
 __all__ = ["CLOSED_STAGES", "OPEN_STAGES", "SqliteStore"]
+
+# The PostgreSQL store imports this name; the shared function lives in base.py.
+_stage_time = stage_time
