@@ -210,18 +210,22 @@ async def run_as_leader(
 
 async def stop_feeds(ctx: Context) -> None:
     """Cancel this process's feed runners. A pull cut off before its commit rolls back
-    with its cursor, so the next leader pulls the same records again."""
-    names = list(ctx.runners)
-    tasks = [t for t in ctx.tasks if t.get_name() in {f"feed:{n}" for n in names}]
+    with its cursor, so the next leader pulls the same records again.
+
+    At shutdown (`ctx.stop` set) this does nothing: app.shutdown closes the adapters
+    and cancels every task, and must not see `ctx.runners` change under it."""
+    if ctx.stop.is_set():
+        return
+    runners = dict(ctx.runners)
+    ctx.runners.clear()  # before any await: nobody sees a half-stopped set
+    names = {f"feed:{name}" for name in runners}
+    tasks = [t for t in ctx.tasks if t.get_name() in names and not t.done()]
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        with contextlib.suppress(ValueError):
-            ctx.tasks.remove(task)
-    for name in names:
-        runner = ctx.runners.pop(name)
+    for runner in runners.values():
         with contextlib.suppress(Exception):
             await runner.adapter.aclose()
 

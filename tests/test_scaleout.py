@@ -24,13 +24,16 @@ import asyncpg
 import httpx
 import pytest
 
+from display.app import create_app
 from display.context import Context
+from display.feedrun import start_feeds
 from display.leader import (
     LEADER_KEY,
     FileFeedLock,
     PostgresFeedLock,
     feed_lock,
     run_as_leader,
+    stop_feeds,
 )
 from display.settings import Settings
 from display.store.postgres import PostgresStore
@@ -198,6 +201,41 @@ async def test_losing_the_lock_stops_the_feeds(make_settings: Callable[..., Sett
         ctx.stop.set()
         await task
     assert calls.log[-1] == "stop a"
+
+
+async def test_the_leader_runs_the_feeds_and_stops_them_cleanly(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = Simulator([("longshi", "龙市镇")], seed=5, step_seconds=3600, initial_cases=3)
+    async with serve_app(sim.app) as (sim_url, _):
+        feed = {
+            "name": "hotline",
+            "kind": "open311",
+            "url": f"{sim_url}/open311/v2",
+            "interval": 0.2,
+        }
+        app = create_app(make_settings(feeds=[feed]))
+        ctx = app.state.ctx
+        async with serve_app(app):
+            await wait_for(lambda: ctx.extra.get(LEADER_KEY) is True and sim.hits >= 2)
+            assert set(ctx.runners) == {"hotline"}
+            # Leadership lost: the runners stop and the case system hears nothing more.
+            await stop_feeds(ctx)
+            assert ctx.runners == {}
+            assert all(t.done() for t in ctx.tasks if t.get_name() == "feed:hotline")
+            hits = sim.hits
+            await asyncio.sleep(0.6)
+            assert sim.hits == hits
+            # Leadership regained.
+            start_feeds(ctx)
+            await wait_for(lambda: sim.hits > hits)
+        # Shutdown with the feeds running: the lock is released, nothing fails.
+        assert ctx.extra[LEADER_KEY] is False
+        assert all(t.done() for t in ctx.tasks)
+        lock = FileFeedLock(ctx.settings.database_url[len("sqlite:///") :] + ".feeds.lock")
+        assert await lock.try_acquire()
+        await lock.release()
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
 
 
 # --- real processes ----------------------------------------------------------------
