@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -776,6 +775,14 @@ class _QuietServer(uvicorn.Server):
     def capture_signals(self) -> Any:
         yield
 
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            # uvicorn ends the process when it cannot bind; here that must be an
+            # error for the caller, not the end of `yizheng demo` or the test run.
+            self.should_exit = True
+
     def request_exit(self) -> None:
         self.should_exit = True
         self._exit.set()
@@ -796,29 +803,23 @@ async def serve_app(
     app: Any, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[RunningServer]:
     """Serve an ASGI app with uvicorn on host:port (0: a free port) for the block."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    real_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", access_log=False
+    )
     server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve())
     try:
         while not server.started:
             if task.done():
                 task.result()
-                raise RuntimeError("the server stopped during start-up")
+                raise OSError(f"cannot listen on {host}:{port}")
             await asyncio.sleep(0.005)
+        real_port = server.servers[0].sockets[0].getsockname()[1]
         yield RunningServer(host, real_port)
     finally:
         server.request_exit()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        sock.close()
 
 
 @contextlib.asynccontextmanager

@@ -248,3 +248,10 @@ async def test_serve_simulator_advances_when_asked() -> None:
         await wait_until(
             lambda: len(sim.cases) != count or [c.stage for c in sim.cases.values()] != stages
         )
+
+
+async def test_a_port_in_use_is_an_os_error(served: tuple[Simulator, RunningServer]) -> None:
+    sim, server = served
+    with pytest.raises(OSError, match="cannot listen"):
+        async with serve_simulator(sim, port=server.port):
+            pass
