@@ -732,3 +732,11 @@ async def _run(*argv: str) -> None:
     )
     _out, err = await proc.communicate()
     assert proc.returncode == 0, (argv[0], err.decode(errors="replace"))
+
+
+@pytest.mark.postgres
+async def test_a_missing_schema_is_a_clear_error(pg_url: str) -> None:
+    s = PostgresStore(with_search_path(PG_BASE_URL, "no_such_schema_here"))
+    with pytest.raises(RuntimeError, match="no schema on the search_path exists"):
+        await s.open()
+    await s.close()
