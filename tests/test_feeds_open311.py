@@ -499,8 +499,27 @@ def test_parse_xml_shapes() -> None:
     )
     assert data == [{"service_request_id": "1", "notes": [{"summary": "a"}], "empty": None}]
     assert parse_xml(b"<service_requests/>") == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="well-formed"):
         parse_xml(b"<unclosed>")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # entity expansion, with the DTD hidden behind a long comment
+        b"<?xml version='1.0'?><!--" + b"x" * 10_000 + b"-->"
+        b'<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        b"<service_requests><request><description>&b;</description></request>"
+        b"</service_requests>",
+        # an external entity
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b"<service_requests><request><description>&x;</description></request>"
+        b"</service_requests>",
+    ],
+)
+def test_parse_xml_refuses_dtds(body: bytes) -> None:
+    with pytest.raises(ValueError, match="DTD"):
+        parse_xml(body)
 
 
 @pytest.mark.parametrize(
