@@ -19,7 +19,7 @@ from display.domain import (
     local_date,
     now_utc,
 )
-from display.privacy import is_sensitive, redact
+from display.privacy import is_sensitive, prepare_hints, redact
 from display.settings import Settings
 from display.store.base import CaseChange, IngestCounts, Store
 from display.workdays import WorkCalendar
@@ -40,11 +40,18 @@ class Ingestor:
         town = self.settings.town(rec.town)
         if town is None:
             raise RecordError("town", "未知乡镇" if rec.town else "缺少所属乡镇")
-        hints = rec.hints
+        hints = prepare_hints(rec.hints)
         summary = redact(rec.summary, hints).text
-        category = redact(rec.category, hints).text if rec.category else None
-        department = redact(rec.department, hints).text if rec.department else None
-        village = redact(rec.village, hints).text if rec.village else None
+        # The short fields go through the redactor together, joined by NUL (removed
+        # from the fields first), which no rule matches across.
+        short = [(v or "").replace("\x00", "") for v in (rec.category, rec.department, rec.village)]
+        if any(short):
+            category_, department_, village_ = redact("\x00".join(short), hints).text.split("\x00")
+        else:
+            category_ = department_ = village_ = ""
+        category = category_ or None
+        department = department_ or None
+        village = village_ or None
         sensitive = is_sensitive(category, summary, self._keywords)
         received_day = local_date(rec.received_at)
         rules = self.settings.deadlines

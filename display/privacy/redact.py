@@ -484,30 +484,52 @@ def _find_all(text: str, needle: str) -> Iterable[int]:
         i = text.find(needle, i + 1)
 
 
-def _hint_spans(text: str, hints: Iterable[str], out: list[_Cand]) -> None:
-    for raw in hints:
-        hint = normalize(raw).strip()
-        if len(hint) < 2:
-            continue  # a one-character hint would erase ordinary words
-        digits = "".join(c for c in hint if c in _ALNUM_DIGITS)
-        if len(digits) >= 5 and len(digits) * 2 >= len(hint):
-            _digit_hint(text, digits, out)
-        elif (
-            all(_CJK_LO <= c <= _CJK_HI for c in hint)
-            and len(hint) <= 4
-            and (hint[:2] in _COMPOUND_SET or hint[0] in _SINGLE_SET)
-        ):
-            _name_hint(text, hint, out)
-        elif any(c in _ADDRESS_HINT_CHARS for c in hint):
-            units = list(_ADMIN_UNIT_RE.finditer(hint))
-            finer = hint[units[-1].end() :] if units else hint
-            # 某村 and coarser stay on screen; only what lies below the village goes.
-            if len(finer) >= 2:
-                for i in _find_all(text, finer):
-                    out.append(_Cand(i, i + len(finer), "hint", HINT_PLACE_MASK))
+class PreparedHints(tuple[tuple[str, str], ...]):
+    """Hints classified once, for a record whose several fields are redacted with the
+    same hints. Held only for the duration of that record: never cached."""
+
+    __slots__ = ()
+
+
+def prepare_hints(hints: Iterable[str]) -> PreparedHints:
+    return PreparedHints(f for f in map(_classify_hint, hints) if f is not None)
+
+
+def _classify_hint(raw: str) -> tuple[str, str] | None:
+    """What kind of value a hint is, and the needle to look for."""
+    hint = normalize(raw).strip()
+    if len(hint) < 2:
+        return None  # a one-character hint would erase ordinary words
+    digits = "".join(c for c in hint if c in _ALNUM_DIGITS)
+    if len(digits) >= 5 and len(digits) * 2 >= len(hint):
+        return ("digits", digits)
+    if (
+        all(_CJK_LO <= c <= _CJK_HI for c in hint)
+        and len(hint) <= 4
+        and (hint[:2] in _COMPOUND_SET or hint[0] in _SINGLE_SET)
+    ):
+        return ("name", hint)
+    if any(c in _ADDRESS_HINT_CHARS for c in hint):
+        units = list(_ADMIN_UNIT_RE.finditer(hint))
+        finer = hint[units[-1].end() :] if units else hint
+        # 某村 and coarser stay on screen; only what lies below the village goes.
+        return ("place", finer) if len(finer) >= 2 else None
+    return ("text", hint)
+
+
+def _hint_spans(text: str, hints: Iterable[str] | PreparedHints, out: list[_Cand]) -> None:
+    prepared = hints if isinstance(hints, PreparedHints) else prepare_hints(hints)
+    for kind, needle in prepared:
+        if kind == "digits":
+            _digit_hint(text, needle, out)
+        elif kind == "name":
+            _name_hint(text, needle, out)
+        elif kind == "place":
+            for i in _find_all(text, needle):
+                out.append(_Cand(i, i + len(needle), "hint", HINT_PLACE_MASK))
         else:
-            for i in _find_all(text, hint):
-                out.append(_Cand(i, i + len(hint), "hint", NAME_MASK))
+            for i in _find_all(text, needle):
+                out.append(_Cand(i, i + len(needle), "hint", NAME_MASK))
 
 
 def _digit_hint(text: str, digits: str, out: list[_Cand]) -> None:
@@ -550,7 +572,7 @@ def _merge(cands: list[_Cand]) -> list[Span]:
     return spans
 
 
-def redact(text: str, hints: Iterable[str] = ()) -> Redacted:
+def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
     """Remove personal information from `text`.
 
     `hints` are values known to be personal (the requester's name, phone, address): they
