@@ -897,3 +897,37 @@ async def test_staff_change_their_own_password(
     assert (await ls.login("longshi", "new-long-pass")).status_code == 303
     log = await live.ctx.store.audit_log()
     assert any(r.action == "user.password" and r.target == "user:longshi" for r in log)
+
+
+def test_admin_templates_never_mark_data_safe() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "templates" / "admin"
+    files = sorted(root.glob("*.html"))
+    assert len(files) >= 10
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert "|safe" not in text.replace(" ", ""), f.name
+        assert "autoescape false" not in text, f.name
+        assert "<script>" not in text and " style=" not in text, f.name
+
+
+async def test_county_wide_notice_is_read_only_for_town_editors(
+    live: LiveServer, staff: Callable[[str], Any]
+) -> None:
+    county = await staff("county")
+    r = await county.publish("all", "全市防汛通知", "各镇做好防汛准备")
+    assert r.status_code == 303
+    notice = (await live.ctx.store.list_notices())[0]
+    assert notice.town is None
+    ls = await staff("longshi")
+    page = (await ls.http.get("/admin/notices")).text
+    assert "全市防汛通知" in page and "只读" in page
+    assert f"/admin/notices/{notice.id}/withdraw" not in page
+    assert (await ls.http.get(f"/admin/notices/{notice.id}")).status_code == 403
+    assert (await ls.post(f"/admin/notices/{notice.id}/withdraw")).status_code == 403
+    assert (await ls.publish("all", "冒充全市", "x")).status_code == 403
+    async with httpx.AsyncClient(timeout=10) as client:
+        for town in ("longshi", "huangjia"):
+            text = (await client.get(f"{live.url}/kiosk/{town}/_notices")).text
+            assert "全市防汛通知" in text
