@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -48,14 +49,13 @@ from display.store.base import (
     QuarantineRow,
     UserRow,
     case_from_row,
-    case_row_values,
     event_json,
     migration_files,
     notice_from_row,
     parse_ts,
+    plan_cases,
     ts,
 )
-from display.store.sqlite import _replace, _split_sql, _stage_time, _user
 from feeds.record import Rejected
 
 log = logging.getLogger("yizheng.store")
@@ -115,6 +115,16 @@ _UPSERT_CASE = (
     "ON CONFLICT (no) DO UPDATE SET "
     + ", ".join(f"{col.strip()} = excluded.{col.strip()}" for col in CASE_COLUMNS.split(",")[1:])
 )
+
+
+def _split_sql(text: str) -> list[str]:
+    # Comments go first: they may contain semicolons. The schema has no "--" in strings.
+    lines = [ln.split("--", 1)[0] for ln in text.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _user(r: Sequence[Any]) -> UserRow:
+    return UserRow(r[0], r[1], r[2], tuple(t for t in r[3].split(",") if t), r[4], bool(r[5]))
 
 
 def _rowcount(status: str) -> int:
@@ -335,16 +345,13 @@ class PostgresStore:
         rejected: Sequence[Rejected],
         cursor: str | None,
     ) -> IngestCounts:
-        """The same decisions as SqliteStore.apply_cases, made in memory against one read
-        of the existing rows, then written with one pipelined `executemany` per statement:
-        a batch costs a handful of round trips, not four per case, so the write lock is
-        held briefly even for a large feed batch."""
+        """The decisions are base.plan_cases, the same as SQLite's, made against one read
+        of the existing rows; each kind of row is then written with one pipelined
+        `executemany`, so the write lock is held briefly even for a large batch."""
 
         async def run(conn: Conn) -> IngestCounts:
-            counts = IngestCounts()
-            touched: set[str] = set()
             at = ts(now_utc())
-            current: dict[str, tuple[str, str, PublicCase]] = {}
+            existing: dict[str, tuple[str, str, PublicCase]] = {}
             nos = sorted({ch.case.no for ch in changes})
             if nos:
                 for r in await conn.fetch(
@@ -352,76 +359,35 @@ class PostgresStore:
                     nos,
                 ):
                     row = tuple(r)
-                    current[row[2]] = (row[0], row[1], case_from_row(row[2:]))
-            upserts: list[tuple[Any, ...]] = []
-            stages: list[tuple[Any, ...]] = []
-            notes: list[tuple[Any, ...]] = []
-            events: list[tuple[Any, ...]] = []
-            quarantined: list[tuple[Any, ...]] = []
-            for ch in changes:
-                c = ch.case
-                prev = current.get(c.no)
-                if prev is not None and (prev[0], prev[1]) != (feed, ch.source_id):
-                    counts.quarantined += 1
-                    reason = "编号与其他数据源的案件重复"
-                    counts.reasons.append((ch.source_id, reason))
-                    quarantined.append((feed, ch.source_id, reason, at))
-                    continue
-                old = prev[2] if prev is not None else None
-                if old is not None and old.supervised and not c.supervised:
-                    # Supervision set by county staff survives a feed that does not know it.
-                    c = _replace(c, supervised=True)
-                if old is None and c.withdrawn:
-                    counts.withdrawn += 1
-                    continue
-                if old is not None and old.visible_fields() == c.visible_fields():
-                    counts.unchanged += 1
-                    continue
-                upserts.append(case_row_values(feed, ch.source_id, c))
-                current[c.no] = (feed, ch.source_id, c)
-                if old is None or old.stage != c.stage:
-                    stages.append((c.no, ts(_stage_time(c)), c.stage, c.department, c.outcome))
-                notes += [(c.no, ts(n.at), n.stage, n.note) for n in ch.notes]
-                if c.withdrawn:
-                    counts.withdrawn += 1
-                elif old is None:
-                    counts.new += 1
-                else:
-                    counts.changed += 1
-                events.append((ts(now_utc()), "case", c.town, event_json("case", c.to_json())))
-                touched.add(c.town)
-                if old is not None and old.town != c.town:
-                    touched.add(old.town)
-            for rej in rejected:
-                counts.quarantined += 1
-                counts.reasons.append((rej.source_id, rej.reason))
-                quarantined.append((feed, rej.source_id, rej.reason[:500], at))
-            if upserts:
-                await conn.executemany(_UPSERT_CASE, upserts)
-            if stages:
+                    existing[row[2]] = (row[0], row[1], case_from_row(row[2:]))
+            plan = plan_cases(feed, changes, rejected, existing)
+            if plan.upserts:
+                await conn.executemany(_UPSERT_CASE, plan.upserts)
+            if plan.timeline:
                 await conn.executemany(
                     "INSERT INTO case_timeline (no, at, stage, department, outcome) "
                     "VALUES ($1, $2, $3, $4, $5)",
-                    stages,
+                    plan.timeline,
                 )
-            if notes:
+            if plan.notes:
                 # Executed in order, so a note repeated within the batch is also skipped.
                 await conn.executemany(
                     "INSERT INTO case_timeline (no, at, stage, note) "
                     "SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS "
                     "(SELECT 1 FROM case_timeline WHERE no = $1 AND at = $2 AND note = $4)",
-                    notes,
+                    plan.notes,
                 )
-            if events:
+            if plan.events:
                 await conn.executemany(
-                    "INSERT INTO events (at, kind, town, data) VALUES ($1, $2, $3, $4)", events
+                    "INSERT INTO events (at, kind, town, data) VALUES ($1, $2, $3, $4)",
+                    [(at, kind, town, data) for kind, town, data in plan.events],
                 )
-            if quarantined:
+            if plan.quarantine:
                 await conn.executemany(
                     "INSERT INTO quarantine (feed, source_id, reason, at) VALUES ($1, $2, $3, $4)",
-                    quarantined,
+                    [(feed, sid, reason, at) for sid, reason in plan.quarantine],
                 )
-            for town in sorted(touched):
+            for town in sorted(plan.touched):
                 stats = await self._stats_tx(conn, town)
                 await self._emit(conn, "stats", town, stats.to_json())
             await self._exec(
@@ -432,9 +398,9 @@ class PostgresStore:
                 "feed_state.cursor), last_attempt_at = excluded.last_attempt_at, "
                 "last_success_at = excluded.last_success_at, last_error = NULL, "
                 "consecutive_failures = 0, counts = excluded.counts",
-                (feed, cursor, at, at, json.dumps(counts.as_dict())),
+                (feed, cursor, at, at, json.dumps(plan.counts.as_dict())),
             )
-            return counts
+            return plan.counts
 
         return await self._write(run)
 
@@ -452,7 +418,7 @@ class PostgresStore:
             touched: set[str] = set()
             for r in rows:
                 c = case_from_row(r)
-                c = _replace(c, overdue=not c.overdue)
+                c = dataclasses.replace(c, overdue=not c.overdue)
                 await self._exec(
                     conn, "UPDATE cases SET overdue = ? WHERE no = ?", (int(c.overdue), c.no)
                 )
@@ -471,7 +437,7 @@ class PostgresStore:
             r = await self._one(conn, f"SELECT {CASE_SELECT} FROM cases WHERE no = ?", (no,))
             if r is None:
                 return None
-            c = _replace(case_from_row(r), supervised=supervised)
+            c = dataclasses.replace(case_from_row(r), supervised=supervised)
             await self._exec(
                 conn,
                 "UPDATE cases SET supervised = ?, supervised_note = ? WHERE no = ?",
