@@ -384,6 +384,11 @@ class Simulator:
         case = self._new_case(now - age)
         # Older cases are further along, as in a real ledger.
         steps = max(0, min(5, int(age.days / 7) + self._rng.randint(-1, 1)))
+        if self._rng.random() < 0.12:
+            # Some cases lag behind (some overdue) and the commission supervises
+            # (督办) about half of those: the county view needs them.
+            steps = min(steps, 2)
+            case.supervised = case.supervised or self._rng.random() < 0.5
         gap = (age - timedelta(minutes=30)) / 6
         for i in range(steps):
             self._step(case, case.received + gap * (i + 1))
