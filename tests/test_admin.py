@@ -931,3 +931,80 @@ async def test_county_wide_notice_is_read_only_for_town_editors(
         for town in ("longshi", "huangjia"):
             text = (await client.get(f"{live.url}/kiosk/{town}/_notices")).text
             assert "全市防汛通知" in text
+
+
+async def test_registered_boards_come_back_after_a_restart(
+    live: LiveServer, staff: Callable[[str], Any], settings: Settings
+) -> None:
+    from display.views.admin import load_registered_boards
+
+    admin = await staff("admin")
+    r = await admin.post(
+        "/admin/boards",
+        {
+            "id": "shinian-gate",
+            "name": "石碾镇屏",
+            "town": "shinian",
+            "kind": "led",
+            "width": "96",
+            "height": "16",
+            "color": "rgb",
+            "font_size": "12",
+            "title": "石碾议政",
+        },
+    )
+    assert r.status_code == 200
+    registered = live.ctx.registered_boards["shinian-gate"]
+    second = create_app(settings)  # another process on the same database
+    async with serve_app(second):
+        ctx = second.state.ctx
+        assert "shinian-gate" not in ctx.registered_boards
+        added = await load_registered_boards(ctx)
+        assert [b.id for b in added] == ["shinian-gate"]
+        assert ctx.board("shinian-gate") == registered
+        # Boards from the configuration are not duplicated as registered ones.
+        assert "longshi-gate" not in ctx.registered_boards
+
+
+async def test_a_failing_feed_shows_its_error_and_lag(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/open311/v2"  # nothing listens there
+    settings = make_settings(
+        boards=BOARDS,
+        feeds=[
+            {"name": "hotline", "kind": "open311", "url": dead, "interval": 3600, "staleness": 60}
+        ],
+    )
+    app = create_app(settings)
+    async with serve_app(app) as (base, server):
+        live = LiveServer(app, base, server)
+        await add_staff(live)
+        runner = live.ctx.runners["hotline"]
+        for _ in range(200):
+            if runner.state.consecutive_failures >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert runner.state.consecutive_failures >= 1
+        for _ in range(100):  # the failure is recorded in the store right after
+            states = {s.name: s for s in await live.ctx.store.feed_states()}
+            if "hotline" in states and states["hotline"].last_error:
+                break
+            await asyncio.sleep(0.05)
+        county = StaffClient(base)
+        try:
+            assert (await county.login("county")).status_code == 303
+            page = (await county.http.get("/admin/feeds")).text
+            card = re.search(r'id="feed-hotline">.*?</section>', page, re.S)
+            assert card is not None
+            assert "从未成功" in card.group(0)
+            assert re.search(r'<dd class="bad">\s*[1-9]', card.group(0))
+            assert states["hotline"].last_error
+            assert html.escape(states["hotline"].last_error, quote=False)[:20] in card.group(0)
+            assert "立即同步" not in card.group(0)  # admins only
+            dash = (await county.http.get("/admin")).text
+            assert "数据源异常" in dash and "hotline" in dash
+        finally:
+            await county.aclose()

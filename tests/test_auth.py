@@ -277,3 +277,31 @@ async def test_county_staff_are_not_admins(live: LiveServer, path: str) -> None:
         assert re.search(r'href="/admin/users"', (await c.http.get("/admin")).text) is None
     finally:
         await c.aclose()
+
+
+async def test_sessions_expire(live: LiveServer) -> None:
+    """A session signed longer ago than SESSION_MAX_AGE is refused; a fresh one works."""
+    import time
+
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    await add_staff(live)
+    row = await live.ctx.store.get_user("admin")
+    assert row is not None
+    payload = {"c": "csrf", "u": "admin", "f": auth.fingerprint(row.password_hash), "s": "sid1"}
+
+    def signed(age: int) -> str:
+        class Signer(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(time.time()) - age
+
+        s = URLSafeTimedSerializer(
+            live.ctx.settings.secret_key, salt="yizheng.admin.session", signer=Signer
+        )
+        return s.dumps(payload)
+
+    for age, status in ((60, 200), (auth.SESSION_MAX_AGE + 60, 303)):
+        async with httpx.AsyncClient(
+            base_url=live.url, cookies={auth.SESSION_COOKIE: signed(age)}
+        ) as client:
+            assert (await client.get("/admin")).status_code == status, age
