@@ -609,7 +609,7 @@ class Open311Adapter:
         if cfg.updates and done_until > start:
             updates = await self._get_updates(start, done_until)
 
-        batch = self._convert(raw, updates, done_until)
+        batch = self._convert(raw, updates)
         seen = [r.updated_at for r in batch.records if r.updated_at is not None]
         if self.has_more:
             # Stopped early at a window boundary in the past: everything up to it has
@@ -628,7 +628,7 @@ class Open311Adapter:
         batch.cursor = latest.astimezone(UTC).isoformat()
         return batch
 
-    def _convert(self, raw: Sequence[Any], updates: Sequence[Any], until: datetime) -> Batch:
+    def _convert(self, raw: Sequence[Any], updates: Sequence[Any]) -> Batch:
         notes_by_id: dict[str, list[dict[str, Any]]] = {}
         for upd in updates:
             if not isinstance(upd, Mapping):
@@ -665,7 +665,9 @@ class Open311Adapter:
             old = best.get(record.source_id)
             if old is None or _newer(record, old):
                 best[record.source_id] = record
-        return Batch(records=list(best.values()), rejected=list(rejected.values()))
+        # Overlapping windows may bring a case twice; one good version is enough.
+        kept = [r for r in rejected.values() if r.source_id is None or r.source_id not in best]
+        return Batch(records=list(best.values()), rejected=kept)
 
     def _status_target(self, status: str | None) -> StatusTarget | None:
         if not status:
