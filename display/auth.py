@@ -477,7 +477,7 @@ def safe_next(value: str | None) -> str:
     return "/admin"
 
 
-def refusal(request: Request, err: AuthError) -> Response:
+def refusal(request: Request, err: AuthError, staff: Staff | None = None) -> Response:
     """The response for a refusal: pages redirect to the login, everything else gets text."""
     if isinstance(err, NotLoggedIn) and request.method in ("GET", "HEAD"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -488,10 +488,24 @@ def refusal(request: Request, err: AuthError) -> Response:
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"error": err.message}, status_code=err.status, headers=headers)
     env = request.app.state.templates
+    session = read_session(request)
     html = env.get_template("admin/error.html").render(
-        request=request, status=err.status, message=err.message, user=None
+        request=request,
+        status=err.status,
+        message=err.message,
+        user=staff if session is not None else None,
+        csrf=session.csrf if session is not None else "",
+        csrf_field=CSRF_FIELD,
+        town_name=lambda slug: _town_name(request, slug),
     )
     return HTMLResponse(html, status_code=err.status, headers=headers)
+
+
+def _town_name(request: Request, slug: str | None) -> str:
+    if slug is None:
+        return "全市"
+    town = request.app.state.ctx.settings.town(slug)
+    return town.name if town is not None else slug
 
 
 def guard(
@@ -506,13 +520,14 @@ def guard(
         problem = admin_problem(request.app.state.ctx.settings)
         if problem:
             return PlainNoStore(problem, status_code=503)
+        staff: Staff | None = None
         try:
             staff = await require(request, role=role)
             if request.method not in ("GET", "HEAD"):
                 await check_csrf(request)
             response = await handler(request, staff)
         except AuthError as err:
-            response = refusal(request, err)
+            response = refusal(request, err, staff)
         response.headers.setdefault("cache-control", "no-store")
         return response
 

@@ -303,6 +303,7 @@ async def test_town_editor_cannot_read_or_change_another_towns_notices(
     # By crafted requests: read, edit, withdraw, preview, create for the other town.
     r = await ls.http.get(f"/admin/notices/{theirs.id}")
     assert r.status_code == 403 and "本镇" in r.text
+    assert "退出登录" in r.text  # the refusal page keeps the user's navigation
     r = await ls.post(
         f"/admin/notices/{theirs.id}",
         {"town": "longshi", "title": "改了", "body": "改了", "when": "now", "action": "publish"},
