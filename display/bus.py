@@ -19,6 +19,7 @@ timer wheel for the whole process, not a timer per connection.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
 import itertools
@@ -45,6 +46,9 @@ BOARD_PREFIX = "board:"
 HEARTBEAT = b": hb\r\n\r\n"
 #: Heartbeats are spread over this many slots of one heartbeat interval.
 WHEEL_SLOTS = 16
+#: Recently published events kept in memory for replays (a reconnect storm
+#: replays from here without touching the database).
+RECENT_EVENTS = 4096
 
 
 def town_scope(town: str) -> str:
@@ -192,6 +196,10 @@ class Hub:
         self.listeners: list[Callable[[Event], None]] = []
         #: Sequence number of the newest event published (set by the tailer at start).
         self.last_seq = 0
+        #: (seq, town, SSE bytes) of the newest published events, oldest first. Every
+        #: event published after `recent_floor` is in it.
+        self._recent: list[tuple[int, str | None, bytes]] = []
+        self.recent_floor = 0
         self.closing = False
         self.final_retry_ms = 3000
         # Counters, read by /metrics.
@@ -280,6 +288,11 @@ class Hub:
                 groups.setdefault(key, []).append((e.seq, data))
         self.published += len(events)
         self.last_seq = max(self.last_seq, events[-1].seq)
+        recent = self._recent
+        recent.extend((e.seq, e.town, d) for e, d in zip(events, datas, strict=True))
+        if len(recent) > 2 * RECENT_EVENTS:
+            self.recent_floor = recent[-RECENT_EVENTS - 1][0]
+            del recent[:-RECENT_EVENTS]
         for key, batch in groups.items():
             self._deliver(key, batch)
         for listener in self.listeners:
@@ -288,6 +301,24 @@ class Hub:
                     listener(e)
                 except Exception:
                     log.exception("event listener failed")
+
+    def start_at(self, seq: int) -> None:
+        """The tailer starts after `seq`: nothing older is in memory."""
+        self.last_seq = seq
+        self.recent_floor = seq
+        self._recent.clear()
+
+    def covers(self, seq: int) -> bool:
+        """Whether every event this process published after `seq` is still in memory."""
+        return self.recent_floor <= seq <= self.last_seq
+
+    def recent_after(self, seq: int, upto: int) -> list[tuple[int, str | None, bytes]]:
+        """Published events with `seq` < sequence number <= `upto`, from memory
+        (call `covers(seq)` first)."""
+        recent = self._recent
+        lo = bisect.bisect_right(recent, seq, key=lambda r: r[0])
+        hi = bisect.bisect_right(recent, upto, key=lambda r: r[0])
+        return recent[lo:hi]
 
     def publish_scope(self, scope: str, data: bytes) -> None:
         """Fan out bytes that are not in the event log (an LED board's frame)."""
@@ -300,6 +331,7 @@ class Hub:
             return
         body = batch[0][1] if len(batch) == 1 else b"".join(d for _, d in batch)
         framed = chunk(body)
+        first = batch[0][0]
         last = batch[-1][0]
         limit = self.send_buffer
         slow: list[Subscriber] = []
@@ -308,10 +340,16 @@ class Hub:
             if t is not None:  # DIRECT: the hot path
                 if t.is_closing():
                     continue
-                t.write(framed)
+                if first and first <= sub.sent:
+                    # Rare: this subscriber's replay read the log past the tailer.
+                    ahead = b"".join(d for q, d in batch if q > sub.sent)
+                    if ahead:
+                        t.write(chunk(ahead))
+                else:
+                    t.write(framed)
                 if t.get_write_buffer_size() > limit:
                     slow.append(sub)
-                if last:
+                if last > sub.sent:
                     sub.sent = last
             else:
                 sub.pending.append(batch)
@@ -407,7 +445,7 @@ class Tailer:
     async def start_at_head(self) -> None:
         _, newest = await self.store.event_bounds()
         self.last_seq = newest
-        self.hub.last_seq = newest
+        self.hub.start_at(newest)
 
     async def drain(self) -> int:
         """Read every committed event past `last_seq`, then publish them as one batch.
@@ -436,10 +474,11 @@ class Tailer:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout rather than wait_for: on Python 3.11 wait_for can swallow
+            # a cancellation that races with the wake-up, and the tailer never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.drain()

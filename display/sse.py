@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -33,19 +34,22 @@ from starlette.types import Receive, Scope, Send
 from display.bus import (
     ALL,
     HEARTBEAT,
+    LAST_CHUNK,
     STAFF,
     TOWN_PREFIX,
     Hub,
     Subscriber,
-    Writable,
     chunk,
     encode_event,
     set_user_timeout,
 )
-from display.store.base import Event, Store
+from display.store.base import Store
+from display.web import CSP
 
 if TYPE_CHECKING:
     from display.context import Context
+
+log = logging.getLogger("yizheng.sse")
 
 #: Prelude of a stream: what to send before the live tail (head, replay, first frame).
 Prelude = Callable[[Subscriber], AsyncIterator[bytes]]
@@ -63,6 +67,19 @@ HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+#: The response head of a stream the hub writes directly: the same headers, the
+#: ones SecurityHeadersMiddleware would add, and chunked framing.
+RESPONSE_HEAD = b"".join(
+    [
+        b"HTTP/1.1 200 OK\r\n",
+        *(k + b": " + v + b"\r\n" for k, v in HEADERS),
+        b"content-security-policy: " + CSP.encode() + b"\r\n",
+        b"x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n",
+        b"referrer-policy: same-origin\r\ntransfer-encoding: chunked\r\n\r\n",
+    ]
+)
+#: How long a reconnecting client may take to receive a page of its replay.
+REPLAY_PATIENCE = 30.0
 
 
 def last_event_id(request: Request) -> int | None:
@@ -78,17 +95,27 @@ def last_event_id(request: Request) -> int | None:
     return int(raw)
 
 
-def scope_matches(scope_key: str, e: Event) -> bool:
-    """Whether an event belongs to a stream scope (the hub's rule, for replays)."""
+def town_matches(scope_key: str, town: str | None) -> bool:
+    """Whether an event of `town` belongs to a stream scope (the hub's rule, for replays)."""
     if scope_key in (ALL, STAFF):
         return True
     if scope_key.startswith(TOWN_PREFIX):
-        return e.town is None or e.town == scope_key[len(TOWN_PREFIX) :]
+        return town is None or town == scope_key[len(TOWN_PREFIX) :]
     return False
 
 
-def direct_transport(scope: Scope, receive: Receive) -> Writable | None:
-    """The connection's transport, when the server lets us append chunks to it.
+class Handover:
+    """What it takes to hand a connection from the server to the hub."""
+
+    __slots__ = ("cycle", "transport")
+
+    def __init__(self, cycle: Any, transport: asyncio.Transport) -> None:
+        self.cycle = cycle
+        self.transport = transport
+
+
+def handover_of(scope: Scope, receive: Receive) -> Handover | None:
+    """The connection's server cycle and transport, when the hub may take it over.
 
     uvicorn's `receive` is a bound method of its request cycle, which holds the
     transport; Starlette passes `receive` through untouched. Over HTTP/1.1 with
@@ -99,53 +126,143 @@ def direct_transport(scope: Scope, receive: Receive) -> Writable | None:
     cycle = getattr(receive, "__self__", None)
     if cycle is None or type(cycle).__module__ not in _DIRECT_SERVERS:
         return None
+    if not isinstance(getattr(cycle, "disconnected", None), bool):
+        return None
     transport = getattr(cycle, "transport", None)
     if not isinstance(transport, asyncio.Transport) or transport.is_closing():
         return None
-    return transport
+    return Handover(cycle, transport)
+
+
+class Detached(asyncio.Protocol):
+    """Stands in for the server's protocol on a connection the hub has taken over.
+
+    The client of an event stream has nothing more to send, so incoming bytes
+    are ignored; the end of the connection unsubscribes at once and is passed
+    on, so the server still counts its connections right."""
+
+    __slots__ = ("hub", "server_protocol", "sub")
+
+    def __init__(self, server_protocol: asyncio.BaseProtocol, hub: Hub, sub: Subscriber) -> None:
+        self.server_protocol = server_protocol
+        self.hub = hub
+        self.sub = sub
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        return None  # close
+
+    def pause_writing(self) -> None:
+        self.server_protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.server_protocol.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hub.unsubscribe(self.sub)
+        self.server_protocol.connection_lost(exc)
+
+
+def detach(handover: Handover, hub: Hub, sub: Subscriber) -> None:
+    """Hand the connection to the hub and let the request's task end.
+
+    An idle subscriber then costs no task, no coroutine frames and no Request:
+    only the connection's own objects and a Subscriber. The server takes an
+    application that returns before its response is complete for an error and
+    closes the connection, unless the client has gone; from the server's side
+    the client has gone, since the server no longer hears from the connection
+    (its protocol is `Detached`, which still passes the real end on)."""
+    t = handover.transport
+    t.set_protocol(Detached(t.get_protocol(), hub, sub))
+    handover.cycle.disconnected = True
+
+
+def reset_event(reason: str, seq: int) -> bytes:
+    """Tells the client to reload its snapshot and carry on from `seq`."""
+    data = json.dumps({"reason": reason, "last_event_id": seq})
+    return ServerSentEvent(data=data, event="reset", id=str(seq)).encode()
 
 
 def log_prelude(
     store: Store, hub: Hub, scope_key: str, last_id: int | None, retry_ms: int
 ) -> Prelude:
-    """Head, then the missed events of the scope (or a reset), for log-backed streams."""
+    """Head, then the missed events of the scope (or a reset), for log-backed streams.
+
+    `sub.sent` is, on entry, the hub's position when the subscriber joined: the
+    replay must reach it, since everything later waits in the subscriber."""
 
     async def prelude(sub: Subscriber) -> AsyncIterator[bytes]:
         head = ServerSentEvent(comment="yizheng", retry=retry_ms).encode()
+        joined = sub.sent
         if last_id is None:
             # A fresh client starts after the newest published event; give it that
             # position now, so that a reconnect before its first event is exact too.
-            yield head + ServerSentEvent(id=str(sub.sent)).encode()
+            yield head + ServerSentEvent(id=str(joined)).encode()
+            return
+        if last_id >= 0 and hub.covers(last_id):
+            # Recent: from memory, without a database read, so a reconnect storm
+            # costs little.
+            recent = [
+                d
+                for _, town, d in hub.recent_after(last_id, joined)
+                if town_matches(scope_key, town)
+            ]
+            hub.replayed += len(recent)
+            yield head + b"".join(recent)
             return
         oldest, newest = await store.event_bounds()
+        if joined < last_id <= newest:
+            # Ahead of this process's tailer (it comes from a process further on):
+            # what follows arrives live, and anything up to last_id is skipped.
+            sub.sent = last_id
+            yield head
+            return
         if last_id < 0 or last_id > newest or last_id < oldest - 1:
             reason = "retention" if 0 <= last_id < oldest - 1 else "unknown_id"
-            sub.sent = max(sub.sent, newest)
-            yield (
-                head
-                + ServerSentEvent(
-                    data=json.dumps({"reason": reason, "last_event_id": sub.sent}),
-                    event="reset",
-                    id=str(sub.sent),
-                ).encode()
-            )
+            sub.sent = max(joined, newest)
+            yield head + reset_event(reason, sub.sent)
             return
         sent = last_id
-        first = True
+        out: list[bytes] = [head]
+        tries = 0
         while True:
             events = await store.events_after(sent, 500)
-            out = [encode_event(e) for e in events if scope_matches(scope_key, e)]
-            hub.replayed += len(out)
+            for e in events:
+                if town_matches(scope_key, e.town):
+                    out.append(encode_event(e))
             if events:
                 sent = events[-1].seq
-            if first:
-                out.insert(0, head)
-                first = False
-            if out:
+            if len(events) == 500:
+                hub.replayed += len(out)
                 yield b"".join(out)
-            if len(events) < 500:
+                out = []
+                continue
+            if sent >= joined:
                 break
+            if hub.covers(sent):
+                # The database answered from before events this process has already
+                # published (a reader behind the writer): take those from memory.
+                out += [
+                    d
+                    for _, town, d in hub.recent_after(sent, joined)
+                    if town_matches(scope_key, town)
+                ]
+                sent = joined
+                break
+            tries += 1
+            if tries > 100:
+                sub.sent = max(joined, newest)
+                out.append(reset_event("unavailable", sub.sent))
+                hub.replayed += len(out) - 1
+                yield b"".join(out)
+                return
+            await asyncio.sleep(0.05)
         sub.sent = sent
+        hub.replayed += len(out) - (1 if out and out[0] is head else 0)
+        if out:
+            yield b"".join(out)
 
     return prelude
 
@@ -174,6 +291,77 @@ class EventStream(Response):
         self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handover = handover_of(scope, receive) if self.direct else None
+        if handover is None:
+            await self._portable(receive, send)
+        else:
+            await self._direct(handover)
+
+    async def _direct(self, handover: Handover) -> None:
+        """Write the whole response to the transport ourselves, then detach.
+
+        The head and the prelude go out in one write (one system call per new
+        connection); the server's `send` is never called, so it has nothing to
+        add to the response and must not: every way out of here marks the
+        server's cycle as ended."""
+        hub = self.hub
+        t = handover.transport
+        sub = hub.subscribe(self.scope_key, self.on_tick)
+        detached = False
+        try:
+            out = RESPONSE_HEAD
+            if not sub.ended:
+                async for body in self.prelude(sub):
+                    t.write(out + chunk(body))
+                    out = b""
+                    if sub.ended or t.is_closing() or not await self._drained(t):
+                        break
+            if out:
+                t.write(out)
+            if t.is_closing():
+                return
+            if sub.ended:  # shut down (or dropped) during the replay
+                if sub.closing:
+                    t.write(chunk(self._goodbye()) + LAST_CHUNK)
+                    t.close()
+                else:
+                    t.abort()
+                return
+            rest = hub.go_direct(sub, t)
+            if rest:
+                t.write(chunk(rest))
+            set_user_timeout(t, max(10.0, 3 * self.heartbeat))
+            detach(handover, hub, sub)
+            # From here the connection's end reaches the hub through `Detached`,
+            # unless it had already begun.
+            detached = not t.is_closing()
+        except Exception:
+            log.exception("event stream failed; closing it")
+            t.abort()
+        finally:
+            handover.cycle.disconnected = True
+            if not detached:
+                hub.unsubscribe(sub)
+
+    async def _drained(self, t: asyncio.Transport) -> bool:
+        """Wait (during a long replay) until the client has taken most of what was
+        written; False, having dropped it, if it does not within REPLAY_PATIENCE."""
+        limit = self.hub.send_buffer
+        waited = 0.0
+        while t.get_write_buffer_size() > limit and not t.is_closing():
+            if waited >= REPLAY_PATIENCE:
+                t.abort()
+                return False
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        return not t.is_closing()
+
+    def _goodbye(self) -> bytes:
+        return f"retry: {self.hub.final_retry_ms}\r\n\r\n".encode()
+
+    async def _portable(self, receive: Receive, send: Send) -> None:
+        """Any ASGI server: the request's task sends through `send` what the hub
+        queued for it, and the heartbeats."""
         hub = self.hub
         sub = hub.subscribe(self.scope_key, self.on_tick)
         try:
@@ -183,30 +371,17 @@ class EventStream(Response):
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                     if sub.ended:
                         break
-            if sub.ended:
-                await self._end(sub, send)
-                return
-            transport = direct_transport(scope, receive) if self.direct else None
-            if transport is None:
+            if not sub.ended:
                 await self._queued(sub, receive, send)
-                return
-            rest = hub.go_direct(sub, transport)
-            if rest:
-                transport.write(chunk(rest))
-            set_user_timeout(transport, max(10.0, 3 * self.heartbeat))
-            # Everything else happens in the hub; this task only waits for the end,
-            # which is the client leaving, a drop (abort) or shutdown (close).
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            if not sub.dropped:
+                await self._end(sub, send)
         except OSError:
             pass
         finally:
             hub.unsubscribe(sub)
 
     async def _end(self, sub: Subscriber, send: Send) -> None:
-        body = b""
-        if sub.closing:
-            body = f"retry: {self.hub.final_retry_ms}\r\n\r\n".encode()
+        body = self._goodbye() if sub.closing else b""
         with contextlib.suppress(OSError, RuntimeError):
             await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -236,8 +411,6 @@ class EventStream(Response):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        if not sub.dropped:
-            await self._end(sub, send)
 
 
 def install_shutdown_signals(hub: Hub) -> Callable[[], None]:

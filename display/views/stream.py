@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from display.bus import ALL, STAFF, Hub, Subscriber, board_scope, town_scope
 from display.sse import EventStream, last_event_id, log_prelude
@@ -123,9 +124,27 @@ async def board_events(request: Request) -> Response:
     )
 
 
+class StreamEndpoint:
+    """A stream handler mounted as a bare ASGI app: a connection that stays open for
+    days should not keep a Request and an exception-handling layer alive, and ten
+    thousand of them connecting at once should not pay for them either."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = PlainTextResponse(
+                "Method Not Allowed", 405, headers={"allow": "GET, HEAD"}
+            )
+        else:
+            response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def routes() -> list[BaseRoute]:
     return [
-        Route("/events", events),
-        Route("/led/{board}/events", board_events),
-        Route("/admin/events", staff_events),
+        Route("/events", StreamEndpoint(events)),
+        Route("/led/{board}/events", StreamEndpoint(board_events)),
+        Route("/admin/events", StreamEndpoint(staff_events)),
     ]
