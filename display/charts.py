@@ -118,13 +118,14 @@ def channel_bars(
 
 
 def trend_chart(
-    points: Sequence[tuple[date, int]], *, width: int = 360, height: int = 210
+    points: Sequence[tuple[date, int]], *, width: int = 360, height: int = 240
 ) -> TrendChart:
     """Weekly open-case counts as bars with a line; the latest week is highlighted."""
     top_pad, bottom_pad = 34.0, 34.0
     plot_h = height - top_pad - bottom_pad
     n = len(points)
-    slot = width / n if n else float(width)
+    side = 16.0  # room for the first and last week's labels
+    slot = (width - 2 * side) / n if n else float(width)
     bar_w = slot * 0.62
     top = max((v for _, v in points), default=0)
     baseline = top_pad + plot_h
@@ -132,12 +133,13 @@ def trend_chart(
     vertices = []
     for i, (day, value) in enumerate(points):
         h = plot_h * value / top if top else 0.0
-        x = i * slot + (slot - bar_w) / 2
+        x = side + i * slot + (slot - bar_w) / 2
         y = baseline - h
         cx = x + bar_w / 2
         bars.append(
             Bar(
-                label=f"{day.month}/{day.day}",
+                # Every other week is labelled (always the latest), so labels never touch.
+                label=f"{day.month}/{day.day}" if (n - 1 - i) % 2 == 0 else "",
                 value=value,
                 x=_fmt(x),
                 y=_fmt(y),
