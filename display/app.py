@@ -37,6 +37,9 @@ async def startup(ctx: Context) -> None:
         log.info("database migrated: %s", ", ".join(applied))
     for board in ctx.settings.boards:
         await ctx.store.upsert_board(board.id, board.town, board_profile(board), None)
+    from display.views.admin import load_registered_boards
+
+    await load_registered_boards(ctx)
     start_push(ctx)  # live push: [sse] settings, streams end on SIGTERM
     await ctx.tailer.start_at_head()
     ctx.spawn(ctx.tailer.run(), "tailer")
@@ -67,7 +70,7 @@ def _start_led(ctx: Context) -> None:
         from display.led.content import load_content
     except ImportError:  # the LED package is optional while it is being built
         return
-    leds = [b for b in ctx.settings.boards if b.kind == "led"]
+    leds = [b for b in ctx.all_boards() if b.kind == "led"]
 
     async def load(board: Any) -> Any:
         return await load_content(ctx, board)

@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--format",
-        choices=["mono1", "rgb565"],
+        choices=["mono1", "rgb565", "rgb888"],
         default="mono1",
         help="raw frame format to request (default mono1)",
     )

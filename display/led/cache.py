@@ -64,6 +64,13 @@ class FrameCache:
         self.renders = 0
         self.load_errors = 0
 
+    def add_board(self, board: Board) -> None:
+        """A board registered (or changed) while the service runs; rendered on first use."""
+        self._boards[board.id] = board
+        if board.id in self._rendered:
+            self._dirty.add(board.id)
+            self._arm()
+
     # --- reading ----------------------------------------------------------------
 
     def board(self, board_id: str) -> Board | None:

@@ -46,7 +46,6 @@ from display.store.base import (
     notice_from_row,
     parse_ts,
     plan_cases,
-    stage_time,
     ts,
 )
 from feeds.record import Rejected
@@ -777,5 +776,3 @@ def _split_sql(text: str) -> list[str]:
 
 __all__ = ["CLOSED_STAGES", "OPEN_STAGES", "SqliteStore"]
 
-# The PostgreSQL store imports this name; the shared function lives in base.py.
-_stage_time = stage_time

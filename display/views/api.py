@@ -134,6 +134,7 @@ async def healthz(request: Request) -> Response:
             "events": newest,
             "tail": ctx.tailer.last_seq,
             "subscribers": ctx.hub.count(),
+            "feed_leader": bool(ctx.extra.get("feed_leader", False)),
         }
     )
 

@@ -47,7 +47,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 async def _board(request: Request) -> tuple[Board, FrameCache, RenderedBoard]:
     ctx = request.app.state.ctx
-    board: Board | None = ctx.settings.board(request.path_params["board"])
+    board: Board | None = ctx.board(request.path_params["board"])
     if board is None or board.kind != "led":
         raise _Problem(404, "未找到该显示屏")
     frames: FrameCache | None = getattr(ctx, "frames", None)
