@@ -70,25 +70,11 @@ def demo_settings(base: Settings, db_path: Path, simulator_url: str) -> Settings
 
 
 async def _demo(settings: Settings, host: str, port: int, sim_port: int, step: float) -> None:
-    import uvicorn
-
-    from feeds.simulator import Simulator
+    from feeds.simulator import Simulator, serve_simulator
 
     sim = Simulator([(t.slug, t.name) for t in settings.towns], step_seconds=step)
-    sim_server = uvicorn.Server(
-        uvicorn.Config(
-            sim.app, host="127.0.0.1", port=sim_port, log_level="warning", lifespan="off"
-        )
-    )
-    stop = asyncio.Event()
-    sim_task = asyncio.create_task(sim_server.serve())
-    advance = asyncio.create_task(sim.run(stop))
-    try:
+    async with serve_simulator(sim, "127.0.0.1", sim_port, advance=True):
         await _serve(settings, host, port)
-    finally:
-        stop.set()
-        sim_server.should_exit = True
-        await asyncio.gather(sim_task, advance, return_exceptions=True)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,7 +93,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  LED board:  http://{args.host}:{args.port}/led/{b.id}/frame.png")
     print(f"  county:     http://{args.host}:{args.port}/kiosk")
     print("  Ctrl+C to stop.", flush=True)
-    asyncio.run(_demo(demo, args.host, args.port, args.simulator_port, args.step))
+    try:
+        asyncio.run(_demo(demo, args.host, args.port, args.simulator_port, args.step))
+    except OSError as e:
+        print(
+            f"yizheng: cannot start the demo: {e} (is another demo running? "
+            "try --port and --simulator-port)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
