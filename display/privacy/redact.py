@@ -190,7 +190,7 @@ _STOP_ANY = (
     "说称讲问答反映电话访投诉举报咨询求要请望申提议认介绍告表示做办修装拆挖堵漏排"
     "需必得想叫元块钱费款额价沟渠桥灯用务困难附近收集导机"
     "众员工司位记主师傅人女男老先士姨爷爷奶婆叔伯哥姐嫂婶娘妈爸"
-    "贴速碾额情况问题现称系据核经该已曾再仍尚均共"
+    "贴速碾额情况问题现称系据核经该已曾再仍尚均共类"
     "住房屋地址号码身份证件卡牌车辆"
 )
 # Characters that may end a given name (建民, 家明) but do not start one (居民, 家长).
@@ -287,6 +287,16 @@ def _is_boundary(text: str, pos: int) -> bool:
     return bool(_HON_RE.match(text, pos) or _VERB_RE.match(text, pos))
 
 
+# Words that follow a one-character surname in category names (道路交通诉求: 路 is a
+# surname, 交通 is not a given name). Kept apart from _NOT_NAMES, which also holds
+# words that are common given names (国庆).
+_NOT_GIVEN = frozenset(
+    "交通 卫生 水利 环境 教育 医疗 民生 治安 消防 供水 供电 通信 通讯 物业 养老 社保 就业 "
+    "林业 农业 城建 城管 市容 畜牧 殡葬 信访 司法 国土 规划 住建 应急 气象 旅游 体育 商务 "
+    "市场 税务 金融 邮政 电力 燃气".split()
+)
+
+
 def _not_a_word(text: str, start: int, end: int) -> bool:
     return text[start:end] not in _NOT_NAMES
 
@@ -314,6 +324,8 @@ def _name_at(
     ok2 = (
         _given_ok(text, g0, 2)
         and _not_a_word(text, start, g0 + 2)
+        # 道路交通诉求: 路 is a surname, but 交通 is a word, not a given name.
+        and text[g0 : g0 + 2] not in _NOT_GIVEN
         # 司机李师傅: a word, then the next person's surname.
         and not (text[g0 + 1] in _SINGLE_SET and text[start : g0 + 1] in _NOT_NAMES)
     )
