@@ -536,3 +536,39 @@ def demo_pushes() -> list[dict[str, Any]]:
             received_at=days_ago(50),
         ),
     ]
+
+
+async def test_works_without_javascript(live: Any, chromium_browser: Any) -> None:
+    """Every panel is on the page and the lookup is a plain form."""
+    await seed(live.url)
+    async with open_page(chromium_browser, java_script_enabled=False) as probe:
+        page = probe.page
+        await page.goto(f"{live.url}/kiosk/longshi")
+        for panel in ("figures", "channels", "cases", "notices", "lookup"):
+            await expect(page.locator(f"#panel-{panel}")).to_be_visible()
+        await expect(page.locator(".keypad")).to_be_hidden()
+        await page.fill("#lookup-no", "ls2026-0002")
+        await page.click("#panel-lookup .go")
+        await expect(page).to_have_url(f"{live.url}/kiosk/longshi/lookup?no=ls2026-0002")
+        await expect(page.locator('.case-card[data-no="LS2026-0002"]')).to_contain_text("督办")
+        await page.click("a.back")
+        await expect(page).to_have_url(f"{live.url}/kiosk/longshi")
+        probe.assert_clean()
+
+
+async def test_idle_screen_forgets_the_lookup(live: Any, browser_page: BrowserPage) -> None:
+    await seed(live.url)
+    live.ctx.extra["kiosk_idle_seconds"] = 1
+    page = browser_page.page
+    root = page.locator("[data-kiosk]")
+    await goto_live(page, f"{live.url}/kiosk/longshi")
+    await page.click("[data-show=lookup]")
+    await page.fill("#lookup-no", "LS2026-0001")
+    await page.click("#panel-lookup .go")
+    await expect(page.locator('.case-card[data-no="LS2026-0001"]')).to_be_visible()
+    # Nobody touches the screen: the case disappears and the panels rotate again.
+    await expect(page.locator(".case-card")).to_have_count(0, timeout=5000)
+    await expect(page.locator("#lookup-no")).to_have_value("")
+    await expect(root).not_to_have_class("screen rotates is-pinned")
+    await expect(root).to_have_attribute("data-panel", "figures")
+    browser_page.assert_clean()
