@@ -241,3 +241,54 @@ async def test_open311_requesters_never_reach_public_outputs(tmp_path: Path) -> 
         if len(case.first_name) >= 2:
             assert case.first_name not in blob, "a requester's given name leaked"
         assert case.phone not in blob, "a requester's phone leaked"
+
+
+async def test_a_failing_feed_logs_and_stores_its_error_without_personal_data(
+    tmp_path: Path, capfd: Any
+) -> None:
+    """A case system whose error answer quotes a citizen: the error reaches the log
+    and the feed status, redacted."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from display.logs import configure
+    from display.settings import parse
+
+    async def broken(request: Any) -> JSONResponse:
+        return JSONResponse(
+            [{"code": 400, "description": f"村民{NAME2}（电话{PHONE}）的诉求格式错误"}],
+            status_code=400,
+        )
+
+    source = Starlette(routes=[Route("/open311/v2/requests.json", broken)])
+    configure()
+    async with serve_app(source) as (src_url, _):
+        settings = parse(
+            settings_dict(
+                tmp_path,
+                feeds=[
+                    {
+                        "name": "hotline",
+                        "kind": "open311",
+                        "url": f"{src_url}/open311/v2",
+                        "interval": 0.2,
+                    },
+                ],
+            )
+        )
+        app = create_app(settings)
+        async with serve_app(app):
+            ctx = app.state.ctx
+            for _ in range(100):
+                states = await ctx.store.feed_states()
+                if states and states[0].last_error:
+                    break
+                await asyncio.sleep(0.1)
+            assert states and states[0].last_error
+            stored = states[0].last_error
+    logged = capfd.readouterr().err
+    # The source's own words came through (so redaction, not silence, kept them clean).
+    assert "诉求格式错误" in stored and "诉求格式错误" in logged
+    for text in (stored, logged):
+        assert PHONE not in text and "小红" not in text
