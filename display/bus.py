@@ -414,16 +414,25 @@ class Hub:
                     t.close()
 
 
-def set_user_timeout(transport: object, seconds: float) -> None:
-    """Let the kernel end a connection whose sent data stays unacknowledged this long:
-    how a heartbeat write notices a half-open connection (a board that lost power)."""
+def tune_socket(transport: object, dead_after: float, send_buffer: int) -> None:
+    """Bound what one stream can hold in the kernel, and notice dead peers.
+
+    TCP_USER_TIMEOUT lets the kernel end a connection whose sent data stays
+    unacknowledged for `dead_after` seconds: that is how a heartbeat write
+    notices a half-open connection (a board that lost power). A fixed send
+    buffer replaces autotuning (up to megabytes per socket), so a client that
+    stops reading holds at most about `send_buffer` in the kernel before the hub
+    sees its backlog and drops it."""
     get = getattr(transport, "get_extra_info", None)
     sock = get("socket") if get is not None else None
-    opt = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if sock is None or opt is None:
+    if sock is None:
         return
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+    opt = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if opt is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, opt, int(dead_after * 1000))
 
 
 class Tailer:

@@ -41,7 +41,7 @@ from display.bus import (
     Subscriber,
     chunk,
     encode_event,
-    set_user_timeout,
+    tune_socket,
 )
 from display.store.base import Store
 from display.web import CSP
@@ -330,7 +330,7 @@ class EventStream(Response):
             rest = hub.go_direct(sub, t)
             if rest:
                 t.write(chunk(rest))
-            set_user_timeout(t, max(10.0, 3 * self.heartbeat))
+            tune_socket(t, max(10.0, 3 * self.heartbeat), hub.send_buffer)
             detach(handover, hub, sub)
             # From here the connection's end reaches the hub through `Detached`,
             # unless it had already begun.
