@@ -1,9 +1,11 @@
 """Real-browser testing with Debian's chromium, driven by Playwright for Python.
 
-Use the `browser_page` fixture (import it into your test module) or the
-`open_page` async context manager:
+Use the `browser_page` fixture (import it, and the `chromium_browser` fixture it
+needs, into your test module) or the `open_page` async context manager:
 
-    from tests.browser import BrowserPage, browser_page  # noqa: F401  (a fixture)
+    from tests.browser import BrowserPage, browser_page, chromium_browser
+
+    __all__ = ["browser_page", "chromium_browser"]  # fixtures, used by name
 
     @pytest.mark.browser
     async def test_page(live, browser_page: BrowserPage) -> None:

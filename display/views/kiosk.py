@@ -2,7 +2,11 @@
 
 Thin: parse, gather from `display.panels`, render. The pages work without
 JavaScript; htmx and its SSE extension swap in server-rendered fragments when
-an event says their content changed.
+an event says their content changed (docs/kiosk.md).
+
+State on the Context, in `ctx.extra`: `kiosk_lookup_limiter` (the lookup rate
+limit; a LookupLimiter is made on first use), and for tests or unusual screens
+`kiosk_rotate_seconds` and `kiosk_idle_seconds`.
 """
 
 from __future__ import annotations
