@@ -98,6 +98,9 @@ class Ingestor:
 
     def change(self, rec: CaseRecord, today: date | None = None) -> CaseChange:
         case = self.public_case(rec, today=today)
+        if case.sensitive:
+            # A sensitive case shows its category and stage only; notes are free text.
+            return CaseChange(source_id=rec.source_id, case=case)
         notes = tuple(
             TimelineEntry(
                 at=n.at, stage=n.stage or case.stage, note=redact(n.text, rec.hints).text or None

@@ -292,3 +292,22 @@ async def test_a_failing_feed_logs_and_stores_its_error_without_personal_data(
     assert "诉求格式错误" in stored and "诉求格式错误" in logged
     for text in (stored, logged):
         assert PHONE not in text and "小红" not in text
+
+
+async def test_sensitive_cases_carry_no_timeline_notes(live: Any) -> None:
+    note = {"at": "2026-11-21T10:00:00+08:00", "text": "双方协商未果，已转镇司法所调解"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await push_records(
+            client,
+            live.url,
+            [
+                case_record("LS-77", category="邻里纠纷", status="assigned", notes=[note]),
+                case_record("LS-78", status="assigned", notes=[note]),
+            ],
+        )
+        assert r.status_code == 202, r.text
+        sensitive = (await client.get(f"{live.url}/api/v1/cases/LS-77")).json()
+        ordinary = (await client.get(f"{live.url}/api/v1/cases/LS-78")).json()
+    assert sensitive["sensitive"] is True
+    assert all(t["note"] is None for t in sensitive["timeline"])
+    assert any(t["note"] == note["text"] for t in ordinary["timeline"])

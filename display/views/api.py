@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -78,6 +79,9 @@ async def case(request: Request) -> Response:
     if c is None:
         return error(404, "未找到该编号的诉求")
     timeline = await ctx.store.timeline(no)
+    if c.sensitive:
+        # Notes are free text; a sensitive case shows stages and dates only.
+        timeline = [dataclasses.replace(t, note=None) for t in timeline]
     return _json({**c.to_json(ctx.days_left(c)), "timeline": [t.to_json() for t in timeline]})
 
 
