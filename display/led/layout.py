@@ -170,6 +170,11 @@ def wrap(runs: Sequence[Run], font: BitmapFont, width: int, align: str = "left")
                             carry.insert(0, line.pop())
                         while carry and carry[0][0].isspace():
                             carry.pop(0)  # the break falls on this space
+                        if sum(font.advance(c) for c, _ in carry) + cw > width:
+                            # A run of closing marks longer than a line: 避头尾 cannot
+                            # hold here, the board's width must.
+                            line += carry
+                            carry = []
                         lines.append(line)
                         line = carry
                         line_w = sum(font.advance(c) for c, _ in carry)
