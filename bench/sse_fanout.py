@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -58,7 +59,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
-SECRET = "bench-push-secret-0123456789"
+SECRET = "bench-push-secret-0123456789"  # noqa: S105 - a throwaway test feed
 TOWNS = [
     ("longshi", "龙市镇"),
     ("huangjia", "黄家镇"),
@@ -75,14 +76,14 @@ STORM_PATHS = [
 
 
 def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def rst_close(transport: asyncio.BaseTransport) -> None:
+def rst_close(transport: asyncio.Transport) -> None:
     """Close with a reset: no TIME_WAIT, so ten thousand ports come back at once."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
@@ -256,6 +257,7 @@ class Client:
     bytes_in: int = 0
     storm_on: bool = False
     reconnects: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def on_target(self) -> None:
         self.arrivals.append(time.monotonic())
@@ -310,7 +312,7 @@ class Client:
             "errors": self.errors,
         }
 
-    async def expect(self, k: int, timeout: float) -> dict[str, Any]:
+    async def expect(self, k: int, within: float) -> dict[str, Any]:
         self.target = k
         self.arrivals = []
         main = self.groups["main"]
@@ -322,7 +324,7 @@ class Client:
         if len(self.arrivals) >= len(main):
             self.waiting.set_result(None)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.waiting, timeout)
+            await asyncio.wait_for(self.waiting, within)
         self.waiting = None
         return {"arrivals": self.arrivals, "n": len(main)}
 
@@ -341,7 +343,9 @@ class Client:
     def _reopen(self, lg: Logical) -> None:
         lg.history.append(lg.last_id)
         self.need_ready += 1
-        asyncio.ensure_future(self.open(lg, asyncio.Semaphore(1)))
+        task = asyncio.ensure_future(self.open(lg, asyncio.Semaphore(1)))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def storm(self, duration: float, drops: int) -> None:
         self.storm_on = True
@@ -359,10 +363,10 @@ class Client:
         rst_close(sub.transport)
         self.reconnect_soon(lg)
 
-    async def storm_check(self, timeout: float) -> dict[str, Any]:
+    async def storm_check(self, within: float) -> dict[str, Any]:
         refs = {lg.path: lg for lg in self.groups["ref"]}
         storm = self.groups["storm"]
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             behind = [
                 lg
@@ -373,7 +377,7 @@ class Client:
                 break
             await asyncio.sleep(0.1)
         self.storm_on = False
-        gaps = dups = extra = disorder = behind = 0
+        gaps = dups = extra = disorder = late = 0
         for lg in storm:
             ref = refs[lg.path]
             start = max(lg.start_id or 0, ref.start_id or 0)
@@ -382,7 +386,7 @@ class Client:
             seen = set(got)
             missing = expected - seen
             if lg.last_id != ref.last_id:
-                behind += 1
+                late += 1
             if missing and gaps < 50:
                 print(
                     f"gap on {lg.path}: missing {sorted(missing)}; start {start}, got {got}, "
@@ -392,13 +396,13 @@ class Client:
             gaps += len(missing)
             dups += len(got) - len(seen)
             extra += len(seen - expected)
-            disorder += sum(1 for a, b in zip(got, got[1:], strict=False) if b <= a)
+            disorder += sum(1 for a, b in itertools.pairwise(got) if b <= a)
         return {
             "gaps": gaps,
             "duplicates": dups,
             "out_of_scope": extra,
             "disorder": disorder,
-            "behind": behind,
+            "behind": late,
             "resets": self.resets,
             "reconnects": self.reconnects,
             "events_per_ref": {p: len(r.ids) for p, r in refs.items()},
@@ -429,7 +433,7 @@ async def client_main() -> None:
         elif op == "connect":
             reply(await client.connect(cmd["group"], cmd["paths"], cmd["n"]))
         elif op == "expect":
-            reply(await client.expect(cmd["k"], cmd["timeout"]))
+            reply(await client.expect(cmd["k"], cmd["within"]))
         elif op == "close":
             client.close(cmd["group"])
             await asyncio.sleep(0.3)
@@ -440,7 +444,7 @@ async def client_main() -> None:
             client.storm(cmd["duration"], cmd["drops"])
             reply({})
         elif op == "storm_check":
-            reply(await client.storm_check(cmd["timeout"]))
+            reply(await client.storm_check(cmd["within"]))
         elif op == "quit":
             reply({})
             return
@@ -604,7 +608,7 @@ async def start_servers(tmp: Path, processes: int, poll: float) -> Servers:
     for i in range(processes):
         port = free_port()
         env = {**os.environ, "YIZHENG_RUN_FEEDS": "true" if i == 0 else "false"}
-        log = open(tmp / f"server{i}.log", "ab")  # noqa: SIM115 - closed with the process
+        log = (tmp / f"server{i}.log").open("ab")
         proc = await asyncio.create_subprocess_exec(
             PYTHON,
             "-m",
@@ -743,9 +747,7 @@ async def measure(
     b1 = (await client.call(op="bytes"))["bytes"]
     for k in range(1, events + 1):
         assert client.proc is not None and client.proc.stdin
-        client.proc.stdin.write(
-            json.dumps({"op": "expect", "k": k, "timeout": 30}).encode() + b"\n"
-        )
+        client.proc.stdin.write(json.dumps({"op": "expect", "k": k, "within": 30}).encode() + b"\n")
         await client.proc.stdin.drain()
         await asyncio.sleep(0.05)  # the client is listening
         c0 = cpu()
@@ -838,7 +840,7 @@ async def run_storm(args: argparse.Namespace, client: ClientProc, pusher: Pusher
         await pusher.push(random.choice(towns))
         pushes += 1
         await asyncio.sleep(0.05)
-    res = await client.call(op="storm_check", timeout=30)
+    res = await client.call(op="storm_check", within=30)
     res["pushes"] = pushes
     await client.call(op="close", group="storm")
     await client.call(op="close", group="ref")
