@@ -62,6 +62,7 @@ def build_runner(ctx: Context, name: str) -> FeedRunner:
 
 
 def start_feeds(ctx: Context) -> None:
+    ctx.ingestor.forget()
     for feed in ctx.settings.feeds:
         if feed.kind == "webhook":
             continue

@@ -7,7 +7,10 @@ and go no further: nothing below this module ever sees them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import secrets
 from collections.abc import Mapping
 from datetime import date, timedelta
 
@@ -27,6 +30,11 @@ from feeds.record import Batch, CaseRecord, RecordError, Rejected
 
 log = logging.getLogger("yizheng.ingest")
 
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CaseRecord))
+
+#: Fingerprints of stored records kept in memory (about 150 bytes each).
+MAX_FINGERPRINTS = 500_000
+
 
 class Ingestor:
     def __init__(self, settings: Settings, store: Store, calendar: WorkCalendar) -> None:
@@ -34,6 +42,8 @@ class Ingestor:
         self.store = store
         self.calendar = calendar
         self._keywords = settings.privacy.sensitive_keywords or None
+        self._fp_key = secrets.token_bytes(32)
+        self._seen: dict[tuple[str, str], bytes] = {}
 
     def public_case(self, rec: CaseRecord, *, today: date | None = None) -> PublicCase:
         """The anonymized public copy of one record. Raises RecordError when unusable."""
@@ -111,27 +121,57 @@ class Ingestor:
         return CaseChange(source_id=rec.source_id, case=case, notes=notes)
 
     async def ingest(self, feed: str, batch: Batch) -> IngestCounts:
-        """Store one batch, its quarantine and its cursor in one transaction."""
+        """Store one batch, its quarantine and its cursor in one transaction.
+
+        A record identical to the one this process last stored from the same feed
+        is counted unchanged without being redacted again (see `_fingerprint`).
+        """
         today = local_date(now_utc())
         changes: list[CaseChange] = []
         rejected: list[Rejected] = list(batch.rejected)
-        seen: dict[str, int] = {}
-        for rec in batch.records:
+        # The last version of a record within one batch wins.
+        last = {rec.source_id: i for i, rec in enumerate(batch.records)}
+        skipped = 0
+        prints: dict[str, bytes] = {}
+        for i, rec in enumerate(batch.records):
+            if last[rec.source_id] != i:
+                continue
+            fp = self._fingerprint(rec, today)
+            if self._seen.get((feed, rec.source_id)) == fp:
+                skipped += 1
+                continue
             try:
-                ch = self.change(rec, today)
+                changes.append(self.change(rec, today))
             except RecordError as e:
                 rejected.append(Rejected(rec.source_id, str(e)))
                 continue
-            # The last version of a record within one batch wins.
-            if rec.source_id in seen:
-                changes[seen[rec.source_id]] = ch
-            else:
-                seen[rec.source_id] = len(changes)
-                changes.append(ch)
+            prints[rec.source_id] = fp
         counts = await self.store.apply_cases(feed, changes, rejected, batch.cursor)
+        counts.unchanged += skipped
+        refused = {sid for sid, _ in counts.reasons}
+        if len(self._seen) > MAX_FINGERPRINTS:
+            self._seen.clear()  # bounded memory; the next import is simply full price
+        for sid, fp in prints.items():
+            if sid not in refused:
+                self._seen[(feed, sid)] = fp
         if counts.quarantined:
             log.info("feed %s: %d record(s) quarantined", feed, counts.quarantined)
         return counts
+
+    def forget(self) -> None:
+        """Drop the fingerprints: another process may have written since (a new feed
+        leader starts from what is stored, not from what it remembers)."""
+        self._seen.clear()
+
+    def _fingerprint(self, rec: CaseRecord, today: date) -> bytes:
+        """A keyed digest of everything the public copy is computed from.
+
+        The key is random, made when this process starts and never written
+        anywhere, so the digest cannot be tested against guessed names or phone
+        numbers; digests live in this process's memory only and die with it.
+        """
+        raw = repr((tuple(getattr(rec, f) for f in _RECORD_FIELDS), today.isoformat())).encode()
+        return hashlib.blake2b(raw, key=self._fp_key, digest_size=16).digest()
 
     # FeedSink protocol (feeds.runner) -----------------------------------------
 

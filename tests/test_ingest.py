@@ -199,3 +199,34 @@ async def test_progress_notes_and_closing(ingestor: Ingestor, store: Store) -> N
     ]
     stats = await store.stats("longshi")
     assert (stats.resolved, stats.open, stats.on_time) == (1, 0, 1)
+
+
+async def test_an_unchanged_record_is_not_redacted_again(ingestor: Ingestor, store: Store) -> None:
+    batch = [record("FP-1", requester_name=NAME), record("FP-2", requester_phone=PHONE)]
+    first = await ingestor.ingest("f", Batch(records=list(batch)))
+    assert first.new == 2
+    _, before = await store.event_bounds()
+    calls: list[str] = []
+    original = ingestor.change
+
+    def counting(rec: CaseRecord, today: date | None = None) -> object:
+        calls.append(rec.source_id)
+        return original(rec, today)
+
+    ingestor.change = counting  # type: ignore[assignment, method-assign]
+    again = await ingestor.ingest("f", Batch(records=list(batch)))
+    assert (again.unchanged, again.changed, calls) == (2, 0, [])
+    assert (await store.event_bounds())[1] == before
+    moved = dataclasses.replace(batch[0], status="assigned")
+    changed = await ingestor.ingest("f", Batch(records=[moved, batch[1]]))
+    assert (changed.changed, changed.unchanged, calls) == (1, 1, ["FP-1"])
+    # What the process remembers: feed, case number and a keyed 16-byte digest.
+    for key, digest in ingestor._seen.items():
+        assert key[0] == "f" and key[1] in ("FP-1", "FP-2")
+        assert isinstance(digest, bytes) and len(digest) == 16
+        assert NAME.encode() not in digest and PHONE.encode() not in digest
+    # After forgetting (a new feed leader), the store still says nothing changed.
+    ingestor.forget()
+    again = await ingestor.ingest("f", Batch(records=[moved, batch[1]]))
+    assert again.unchanged == 2
+    assert calls[-2:] == ["FP-1", "FP-2"]
