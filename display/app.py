@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from display.context import Context, board_profile
+from display.context import Context, board_profile, board_token_hash
 from display.domain import local_date, now_utc
 from display.leader import lead_feeds
 from display.metrics import routes as metrics_routes
@@ -36,7 +36,9 @@ async def startup(ctx: Context) -> None:
     if applied:
         log.info("database migrated: %s", ", ".join(applied))
     for board in ctx.settings.boards:
-        await ctx.store.upsert_board(board.id, board.town, board_profile(board), None)
+        token_hash = board_token_hash(board.token) if board.token else None
+        await ctx.store.upsert_board(board.id, board.town, board_profile(board), token_hash)
+    ctx.board_tokens = {r.id: r.token_hash for r in await ctx.store.boards() if r.token_hash}
     from display.views.admin import load_registered_boards
 
     await load_registered_boards(ctx)

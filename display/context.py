@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Context:
     last_seen: dict[str, datetime] = field(default_factory=dict)
     #: Boards staff registered in the admin (config boards live in settings.boards).
     registered_boards: dict[str, Board] = field(default_factory=dict)
+    #: board id -> SHA-256 of its token, for boards that have one.
+    board_tokens: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -77,6 +80,15 @@ class Context:
             return None
         today = today or local_date(now_utc())
         return self.calendar.workdays_between(today, case.due_date)
+
+    def board_token_ok(self, board_id: str, presented: str | None) -> bool | None:
+        """None when the board has no token; else whether `presented` is its token."""
+        expected = self.board_tokens.get(board_id)
+        if expected is None:
+            return None
+        if not presented:
+            return False
+        return hmac.compare_digest(board_token_hash(presented), expected)
 
     def board_seen(self, board_id: str) -> None:
         """Cheap: noted in memory, written to the store in batches."""

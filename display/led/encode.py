@@ -40,10 +40,14 @@ def to_png(img: Image.Image) -> bytes:
     if img.mode == "RGB":
         colors = img.getcolors(256)
         if colors is not None:
-            # LED frames use a handful of colours: an exact palette PNG is far smaller.
-            img = img.quantize(
+            # LED frames use a handful of colours: a palette PNG is far smaller. Pillow's
+            # quantizer may merge the close, dim colours of a board at night, so the
+            # palette image is used only when it is exact.
+            quantized = img.quantize(
                 colors=len(colors), method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
             )
+            if ImageChops.difference(quantized.convert("RGB"), img).getbbox() is None:
+                img = quantized
     img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 

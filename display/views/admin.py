@@ -912,6 +912,7 @@ async def boards(request: Request, user: Staff) -> Response:
             token = secrets.token_urlsafe(24)
             profile = {**board_profile(board), "registered": True}
             await ctx.store.upsert_board(board.id, board.town, profile, board_token_hash(token))
+            ctx.board_tokens[board.id] = board_token_hash(token)
             ctx.registered_boards[board.id] = board
             frames = ctx.frames
             add = getattr(frames, "add_board", None)
@@ -968,6 +969,7 @@ async def board_token(request: Request, user: Staff) -> Response:
         {**board_profile(board), "registered": board.id in ctx.registered_boards},
         board_token_hash(token),
     )
+    ctx.board_tokens[board.id] = board_token_hash(token)
     await audit(request, user, "board.token", f"board:{board.id}", "重新生成令牌")
     return token_page(request, user, board, token)
 

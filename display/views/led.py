@@ -45,6 +45,17 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"cache-control": NO_CACHE})
 
 
+def ctx_of_board_token(request: Request, board: Board) -> bool:
+    return bool(request.app.state.ctx.board_token_ok(board.id, presented_token(request)))
+
+
+def presented_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.query_params.get("token") or None
+
+
 async def _board(request: Request) -> tuple[Board, FrameCache, RenderedBoard]:
     ctx = request.app.state.ctx
     board: Board | None = ctx.board(request.path_params["board"])
@@ -53,9 +64,14 @@ async def _board(request: Request) -> tuple[Board, FrameCache, RenderedBoard]:
     frames: FrameCache | None = getattr(ctx, "frames", None)
     if frames is None:
         raise _Problem(503, "显示屏服务尚未启动，请稍后再试")
-    seen = getattr(ctx, "board_seen", None)
-    if callable(seen):
-        seen(board.id)
+    # A board with a token is "online" only when the board itself asks (its token in
+    # `Authorization: Bearer` or `?token=`, for controllers that cannot set headers);
+    # anyone may still look at its public pages. A wrong token is refused.
+    ok = ctx.board_token_ok(board.id, presented_token(request))
+    if ok is False and presented_token(request):
+        raise _Problem(401, "显示屏令牌无效")
+    if ok is not False:
+        ctx.board_seen(board.id)
     try:
         rendered = await frames.get(board.id)
     except Exception:
@@ -221,7 +237,11 @@ async def player(request: Request) -> Response:
     if _fresh(request, etag):
         return _send(request, None, "text/html", etag)
     page = page_at(rendered, now_utc())
-    response = render(request, "led/board.html", board=board, rendered=rendered, page=page)
+    # A player opened with its token keeps sending it, so the board shows as online.
+    token = presented_token(request) if ctx_of_board_token(request, board) else None
+    response = render(
+        request, "led/board.html", board=board, rendered=rendered, page=page, token=token
+    )
     response.headers["etag"] = etag
     response.headers["cache-control"] = NO_CACHE
     return response
