@@ -394,6 +394,10 @@ class Hub:
 
     # --- shutdown -----------------------------------------------------------------
 
+    def goodbye_retry_ms(self, slot: int) -> int:
+        """The `retry:` hint sent at shutdown, between one and two retry intervals."""
+        return self.final_retry_ms + self.final_retry_ms * slot // WHEEL_SLOTS
+
     def close_all(self, retry_ms: int | None = None) -> None:
         """Tell every client to reconnect (a `retry:` hint, then the end of the stream)
         and end every subscription. New subscribers are refused from now on."""
@@ -403,15 +407,23 @@ class Hub:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
-        goodbye = chunk(f"retry: {self.final_retry_ms}\r\n\r\n".encode()) + LAST_CHUNK
+        # Spread the clients' return over one more retry interval, so that a
+        # restarted process is not met by every screen in the same instant.
+        goodbyes = [
+            chunk(b"retry: %d\r\n\r\n" % self.goodbye_retry_ms(slot)) + LAST_CHUNK
+            for slot in range(WHEEL_SLOTS)
+        ]
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 sub.closing = True
                 t = sub.transport
                 self.unsubscribe(sub)
                 if t is not None and not t.is_closing():
-                    t.write(goodbye)
-                    t.close()
+                    t.write(goodbyes[sub.slot])
+                    if t.get_write_buffer_size():
+                        t.abort()  # not reading: do not wait for it
+                    else:
+                        t.close()
 
 
 def tune_socket(transport: object, dead_after: float, send_buffer: int) -> None:

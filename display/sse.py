@@ -322,7 +322,7 @@ class EventStream(Response):
                 return
             if sub.ended:  # shut down (or dropped) during the replay
                 if sub.closing:
-                    t.write(chunk(self._goodbye()) + LAST_CHUNK)
+                    t.write(chunk(self._goodbye(sub)) + LAST_CHUNK)
                     t.close()
                 else:
                     t.abort()
@@ -356,8 +356,8 @@ class EventStream(Response):
             waited += 0.05
         return not t.is_closing()
 
-    def _goodbye(self) -> bytes:
-        return f"retry: {self.hub.final_retry_ms}\r\n\r\n".encode()
+    def _goodbye(self, sub: Subscriber) -> bytes:
+        return b"retry: %d\r\n\r\n" % self.hub.goodbye_retry_ms(sub.slot)
 
     async def _portable(self, receive: Receive, send: Send) -> None:
         """Any ASGI server: the request's task sends through `send` what the hub
@@ -381,7 +381,7 @@ class EventStream(Response):
             hub.unsubscribe(sub)
 
     async def _end(self, sub: Subscriber, send: Send) -> None:
-        body = self._goodbye() if sub.closing else b""
+        body = self._goodbye(sub) if sub.closing else b""
         with contextlib.suppress(OSError, RuntimeError):
             await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -152,6 +152,9 @@ async def test_close_all_tells_clients_to_reconnect_and_refuses_newcomers() -> N
     assert t.writes[-1] == chunk(b"retry: 1234\r\n\r\n") + LAST_CHUNK
     assert t.closed
     assert queued.ended and queued.closing
+    # Clients come back spread over one more retry interval.
+    assert {hub.goodbye_retry_ms(slot) for slot in range(16)} <= set(range(1234, 2468))
+    assert len({hub.goodbye_retry_ms(slot) for slot in range(16)}) == 16
     late = hub.subscribe(ALL)
     assert late.ended and late.closing
     assert hub.count() == 0

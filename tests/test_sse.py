@@ -405,6 +405,9 @@ async def test_staff_stream_needs_the_auth_hook(live: LiveServer) -> None:
         )
         assert data_events(events)
         assert (await client.post(f"{live.url}/events")).status_code == 405
+        head = await client.head(f"{live.url}/events")
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
 
 
 def _config(tmp: Path) -> Path:

@@ -104,9 +104,12 @@ async def stats(request: Request) -> Response:
 async def boards(request: Request) -> Response:
     ctx = ctx_of(request)
     now = now_utc()
+    # Seen within three heartbeats, or holding its event stream open right now.
+    recent = timedelta(seconds=max(90.0, 3 * ctx.settings.sse.heartbeat))
     out = []
     for row in await ctx.store.boards():
         seen = ctx.last_seen.get(row.id) or row.last_seen_at
+        streaming = ctx.hub.count(f"board:{row.id}") > 0
         out.append(
             {
                 "id": row.id,
@@ -116,7 +119,7 @@ async def boards(request: Request) -> Response:
                 "height": row.profile.get("height"),
                 "color": row.profile.get("color"),
                 "last_seen": seen.isoformat() if seen else None,
-                "online": bool(seen and now - seen < timedelta(seconds=90)),
+                "online": streaming or bool(seen and now - seen < recent),
             }
         )
     return _json({"boards": out})

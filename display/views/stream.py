@@ -133,10 +133,12 @@ class StreamEndpoint:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in ("GET", "HEAD"):
-            response: Response = PlainTextResponse(
-                "Method Not Allowed", 405, headers={"allow": "GET, HEAD"}
+        if scope["method"] == "HEAD":
+            response: Response = Response(
+                status_code=200, headers={"content-type": "text/event-stream; charset=utf-8"}
             )
+        elif scope["method"] != "GET":
+            response = PlainTextResponse("Method Not Allowed", 405, headers={"allow": "GET, HEAD"})
         else:
             response = await self.handler(Request(scope, receive))
         await response(scope, receive, send)
