@@ -46,7 +46,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -572,12 +572,13 @@ class ClientProc:
             await self.proc.wait()
 
 
-def write_config(tmp: Path, poll: float) -> Path:
+def write_config(tmp: Path, poll: float, database_url: str | None = None) -> Path:
     towns = "\n".join(f'[[towns]]\nslug = "{s}"\nname = "{n}"\n' for s, n in TOWNS)
     cfg = tmp / "yizheng.toml"
+    url = database_url or f"sqlite:///{tmp / 'yizheng.db'}"
     cfg.write_text(
         f'secret_key = "bench-secret-key-not-for-production"\n'
-        f'[database]\nurl = "sqlite:///{tmp / "yizheng.db"}"\n'
+        f'[database]\nurl = "{url}"\n'
         f"[sse]\nheartbeat = 15.0\npoll_interval = {poll}\n\n{towns}\n"
         f'[[feeds]]\nname = "push"\nkind = "webhook"\nsecret = "{SECRET}"\n',
         encoding="utf-8",
@@ -601,8 +602,10 @@ class Servers:
         return sum(rss_kb(pid) for pid in self.pids)
 
 
-async def start_servers(tmp: Path, processes: int, poll: float) -> Servers:
-    cfg = write_config(tmp, poll)
+async def start_servers(
+    tmp: Path, processes: int, poll: float, database_url: str | None = None
+) -> Servers:
+    cfg = write_config(tmp, poll, database_url)
     procs = []
     ports = []
     for i in range(processes):
@@ -786,47 +789,78 @@ async def run_real(
 ) -> tuple[Figures, dict[str, Any] | None, float]:
     tmp = Path(tempfile.mkdtemp(prefix="yizheng-bench-"))
     try:
-        servers = await start_servers(tmp, args.processes, args.poll)
-        pusher = Pusher(servers, f"n{n}-{random.randrange(10**6)}")
-        try:
-            await client.call(op="targets", targets=[["127.0.0.1", p] for p in servers.ports])
-            for _ in range(3):  # warm up ingest, the tailer and the stream path
-                await pusher.push()
-            await client.call(op="connect", group="warm", paths=["/events"], n=20)
-            await client.call(op="close", group="warm")
-
-            async def trigger(k: int) -> None:
-                await pusher.push("longshi")
-
-            fig = await measure(
-                "yizheng",
-                client,
-                n,
-                args.events,
-                ["/events", "/events?town=longshi"],
-                trigger,
-                servers.cpu,
-                servers.rss,
-            )
-            storm_result = None
-            if storm:
-                storm_result = await run_storm(args, client, pusher)
-            # Shutdown with subscribers connected.
-            await client.call(op="connect", group="main", paths=["/events"], n=n)
-            down = await stop_servers(servers)
-            await client.call(op="close", group="main")
-            return fig, storm_result, down
-        finally:
-            await pusher.aclose()
-            for p in servers.procs:
-                if p.returncode is None:
-                    p.kill()
-                    await p.wait()
+        async with database(args.database_url) as url:
+            return await _run_real(args, n, client, storm, tmp, url)
     finally:
         if args.keep:
             print(f"  (server logs and database kept in {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def database(base: str | None) -> AsyncIterator[str | None]:
+    """None (a SQLite file per run), or a fresh PostgreSQL schema dropped afterwards."""
+    if base is None or not base.startswith(("postgresql://", "postgres://")):
+        yield base
+        return
+    import asyncpg
+
+    schema = f"bench_{random.randrange(16**12):012x}"
+    admin = await asyncpg.connect(base, timeout=10)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        yield f"{base}{'&' if '?' in base else '?'}search_path={schema}"
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
+async def _run_real(
+    args: argparse.Namespace,
+    n: int,
+    client: ClientProc,
+    storm: bool,
+    tmp: Path,
+    database_url: str | None,
+) -> tuple[Figures, dict[str, Any] | None, float]:
+    servers = await start_servers(tmp, args.processes, args.poll, database_url)
+    pusher = Pusher(servers, f"n{n}-{random.randrange(10**6)}")
+    try:
+        await client.call(op="targets", targets=[["127.0.0.1", p] for p in servers.ports])
+        for _ in range(3):  # warm up ingest, the tailer and the stream path
+            await pusher.push()
+        await client.call(op="connect", group="warm", paths=["/events"], n=20)
+        await client.call(op="close", group="warm")
+
+        async def trigger(k: int) -> None:
+            await pusher.push("longshi")
+
+        fig = await measure(
+            "yizheng",
+            client,
+            n,
+            args.events,
+            ["/events", "/events?town=longshi"],
+            trigger,
+            servers.cpu,
+            servers.rss,
+        )
+        storm_result = None
+        if storm:
+            storm_result = await run_storm(args, client, pusher)
+        # Shutdown with subscribers connected.
+        await client.call(op="connect", group="main", paths=["/events"], n=n)
+        down = await stop_servers(servers)
+        await client.call(op="close", group="main")
+        return fig, storm_result, down
+    finally:
+        await pusher.aclose()
+        for p in servers.procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
 
 
 async def run_storm(args: argparse.Namespace, client: ClientProc, pusher: Pusher) -> dict[str, Any]:
@@ -953,6 +987,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--storm-seconds", type=float, default=4.0)
     p.add_argument("--processes", type=int, default=1, choices=(1, 2))
     p.add_argument("--poll", type=float, default=0.25, help="sse.poll_interval of the servers")
+    p.add_argument(
+        "--database-url",
+        help="postgresql://… to run the servers on PostgreSQL (a fresh schema, dropped "
+        "afterwards); default: a temporary SQLite file",
+    )
     p.add_argument("--keep", action="store_true", help="keep the servers' logs and database")
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--floor", type=int, help=argparse.SUPPRESS)
