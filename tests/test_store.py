@@ -740,3 +740,29 @@ async def test_a_missing_schema_is_a_clear_error(pg_url: str) -> None:
     with pytest.raises(RuntimeError, match="no schema on the search_path exists"):
         await s.open()
     await s.close()
+
+
+async def test_concurrent_reads_see_every_committed_write(store: Store) -> None:
+    """Readers racing a writer on the shared read connections never see a snapshot older
+    than a commit that finished before the read began."""
+    committed = 0
+    stale = 0
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        nonlocal committed
+        for i in range(40):
+            await store.apply_cases("f", [change(case(f"R-{i}"))], [], None)
+            committed = (await store.event_bounds())[1]
+        done.set()
+
+    async def reader() -> None:
+        nonlocal stale
+        while not done.is_set():
+            before = committed
+            events = await store.events_after(max(before - 1, 0))
+            if before and (not events or events[-1].seq < before):
+                stale += 1
+
+    await asyncio.gather(writer(), *(reader() for _ in range(100)))
+    assert stale == 0

@@ -116,13 +116,16 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return self._readers[next(self._rr) % len(self._readers)]
 
+    # Each query runs and is read to the end in one call on the reader's thread. As two
+    # calls (execute, then fetch), another query started in between on the same
+    # connection would share the first one's read transaction and see an old snapshot.
+
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._reader().execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader().execute_fetchall(sql, params))
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._reader().execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self._reader().execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def _write(
         self, fn: Callable[[aiosqlite.Connection], Awaitable[T]], *, notify: bool = True
@@ -144,8 +147,7 @@ class SqliteStore:
 
     @staticmethod
     async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return next(iter(await conn.execute_fetchall(sql, params)), None)
 
     @staticmethod
     async def _emit(
@@ -697,13 +699,11 @@ class SqliteStore:
 
 
 async def _all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    async with conn.execute(sql, params) as cur:
-        return list(await cur.fetchall())
+    return list(await conn.execute_fetchall(sql, params))
 
 
 async def _one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()
+    return next(iter(await conn.execute_fetchall(sql, params)), None)
 
 
 async def _stats(
