@@ -375,6 +375,22 @@ async def require(
     return staff
 
 
+async def stream_guard(request: Request) -> Response | None:
+    """The staff event stream's gate (ctx.extra["staff_auth"]): logged-in staff only,
+    and a town editor only for their own town (`?town=` is then required)."""
+    try:
+        staff = await require(request)
+        raw = request.query_params.get("town")
+        if raw:
+            town = request.app.state.ctx.settings.town(raw)
+            await require(request, town=town.slug if town else raw)
+        elif not staff.can_town(None):
+            raise Forbidden("请指定本镇（街道）：/admin/events?town=…")
+    except AuthError as err:
+        return refusal(request, err)
+    return None
+
+
 # --- login throttling ----------------------------------------------------------------
 
 

@@ -1010,3 +1010,17 @@ async def test_a_failing_feed_shows_its_error_and_lag(
             assert "数据源异常" in dash and "hotline" in dash
         finally:
             await county.aclose()
+
+
+async def test_staff_event_stream_follows_the_town_rules(
+    live: LiveServer, staff: Callable[[str], Any]
+) -> None:
+    town = await staff("longshi")
+    county = await staff("county")
+    assert (await town.http.get("/admin/events")).status_code == 403  # must name its town
+    assert (await town.http.get("/admin/events?town=huangjia")).status_code == 403
+    async with town.http.stream("GET", "/admin/events?town=longshi") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+    async with county.http.stream("GET", "/admin/events") as r:
+        assert r.status_code == 200

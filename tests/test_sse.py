@@ -383,6 +383,10 @@ async def test_board_stream_sends_the_frame_then_each_change_and_marks_the_board
 
 async def test_staff_stream_needs_the_auth_hook(live: LiveServer) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
+        # The app installs the staff accounts' guard: anonymous clients go to the login.
+        r = await client.get(f"{live.url}/admin/events")
+        assert r.status_code == 303 and r.headers["location"].startswith("/admin/login")
+        del live.ctx.extra["staff_auth"]
         assert (await client.get(f"{live.url}/admin/events")).status_code == 403
 
         async def refuse(request: Request) -> Response | None:

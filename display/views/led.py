@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 from typing import Any
@@ -17,7 +16,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
 from display.domain import now_utc
 from display.led.cache import FrameCache
@@ -273,107 +271,8 @@ def frame_event(rendered: RenderedBoard) -> dict[str, Any]:
     return doc
 
 
-def encode_frame_event(rendered: RenderedBoard) -> bytes:
-    data = json.dumps(frame_event(rendered), ensure_ascii=False, separators=(",", ":"))
-    return f"event: frame\nid: {rendered.version}\ndata: {data}\n\n".encode()
-
-
-class FrameStream(Response):
-    """SSE: the current frame event at once, then one per change of the board's version."""
-
-    def __init__(
-        self,
-        frames: FrameCache,
-        board_id: str,
-        first: RenderedBoard,
-        heartbeat: float,
-        retry_ms: int,
-        on_tick: Any = None,
-    ) -> None:
-        # Response.__init__ is not called: this response writes its own headers.
-        self.background = None
-        self.frames = frames
-        self.board_id = board_id
-        self.first = first
-        self.heartbeat = heartbeat
-        self.retry_ms = retry_ms
-        self.on_tick = on_tick
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while True:
-                if (await receive())["type"] == "http.disconnect":
-                    disconnected.set()
-                    return
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
-            )
-            current = self.first
-            await send(
-                {
-                    "type": "http.response.body",
-                    "more_body": True,
-                    "body": f"retry: {self.retry_ms}\n\n".encode() + encode_frame_event(current),
-                }
-            )
-            while not disconnected.is_set():
-                change = asyncio.ensure_future(
-                    self.frames.wait_change(self.board_id, current.version)
-                )
-                gone = asyncio.ensure_future(disconnected.wait())
-                done, _ = await asyncio.wait(
-                    {change, gone}, timeout=self.heartbeat, return_when=asyncio.FIRST_COMPLETED
-                )
-                for t in (change, gone):
-                    if t not in done:
-                        t.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await t
-                if disconnected.is_set():
-                    break
-                if change in done:
-                    if change.exception() is not None:
-                        break  # the service is stopping, or the board cannot render
-                    current = change.result()
-                    body = encode_frame_event(current)
-                else:
-                    body = b": hb\n\n"
-                if self.on_tick is not None:
-                    self.on_tick()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except OSError:
-            pass
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        with contextlib.suppress(OSError, RuntimeError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-@_guard
-async def events(request: Request) -> Response:
-    board, frames, rendered = await _board(request)
-    ctx = request.app.state.ctx
-    sse = getattr(ctx.settings, "sse", None)
-    heartbeat = float(getattr(sse, "heartbeat", HEARTBEAT_SECONDS))
-    retry_ms = int(getattr(sse, "retry_ms", 3000))
-    seen = getattr(ctx, "board_seen", None)
-    on_tick = (lambda: seen(board.id)) if callable(seen) else None
-    return FrameStream(frames, board.id, rendered, heartbeat, retry_ms, on_tick)
+# The board's SSE stream (/led/{board}/events) lives in display/views/stream.py with
+# the other streams; it sends frame_event() payloads.
 
 
 def routes() -> list[BaseRoute]:
@@ -384,5 +283,4 @@ def routes() -> list[BaseRoute]:
         Route("/led/{board}/frame.bin", frame_bin),
         Route("/led/{board}/pages.json", pages_json),
         Route("/led/{board}/text", page_text),
-        Route("/led/{board}/events", events),
     ]
