@@ -311,3 +311,90 @@ async def test_sensitive_cases_carry_no_timeline_notes(live: Any) -> None:
     assert sensitive["sensitive"] is True
     assert all(t["note"] is None for t in sensitive["timeline"])
     assert any(t["note"] == note["text"] for t in ordinary["timeline"])
+
+
+async def test_json_api_requesters_never_reach_public_outputs(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from display.settings import parse
+
+    items = [
+        {
+            "id": "JA-1",
+            "content": {"text": f"{NAME}反映门前水管破裂，电话{PHONE}"},
+            "area": {"town": "龙市镇"},
+            "state": "in_progress",
+            "created": "2026-11-20T09:00:00",
+            "person": {"name": NAME, "mobile": PHONE},
+        },
+        {
+            "id": "JA-2",
+            "content": {"text": f"村民{NAME2}咨询医保缴费，身份证{ID_NUMBER}"},
+            "area": {"town": "龙市镇"},
+            "state": "registered",
+            "created": "2026-11-21T09:00:00",
+            "person": {"name": NAME2, "mobile": PHONE},
+        },
+    ]
+
+    async def api(request: Any) -> JSONResponse:
+        return JSONResponse({"data": {"list": items}})
+
+    source = Starlette(routes=[Route("/api/appeals", api)])
+    async with serve_app(source) as (src_url, _):
+        settings = parse(
+            settings_dict(
+                tmp_path,
+                feeds=[
+                    {
+                        "name": "platform",
+                        "kind": "jsonapi",
+                        "url": f"{src_url}/api/appeals",
+                        "interval": 0.3,
+                        "items": "data.list",
+                        "paging": "none",
+                        "fields": {
+                            "source_id": "id",
+                            "summary": "content.text",
+                            "town": "area.town",
+                            "status": "state",
+                            "received_at": "created",
+                            "requester_name": "person.name",
+                            "requester_phone": "person.mobile",
+                        },
+                    }
+                ],
+            )
+        )
+        app = create_app(settings)
+        async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):
+                r = await client.get(f"{base}/api/v1/cases/JA-2")
+                if r.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert r.status_code == 200
+            texts = [r.text]
+            for path in [
+                "/api/v1/cases/JA-1",
+                "/api/v1/cases?limit=50",
+                "/kiosk/longshi",
+                "/led/longshi-gate/text",
+                "/led/longshi-gate/pages.json",
+            ]:
+                resp = await client.get(base + path)
+                assert resp.status_code == 200, path
+                texts.append(resp.text)
+            events = await read_sse(
+                client,
+                f"{base}/events",
+                headers={"Last-Event-ID": "0"},
+                until=lambda ev: sum(e.get("event") == "case" for e in ev) >= 2,
+            )
+            texts.append(json.dumps(events, ensure_ascii=False))
+    first = json.loads(texts[1])
+    assert "水管" in (first["summary"] or "")  # the text itself came through, redacted
+    for text in texts:
+        assert_clean("json api output", text)
