@@ -775,4 +775,3 @@ def _split_sql(text: str) -> list[str]:
 
 
 __all__ = ["CLOSED_STAGES", "OPEN_STAGES", "SqliteStore"]
-
