@@ -16,55 +16,37 @@ so the newest seq it reports is never one still in flight.
 A transaction that wrote events also runs `pg_notify` before it commits; the
 notification is delivered at commit to a dedicated LISTEN connection in every
 process, which calls `on_commit` so every process's tailer wakes.
+
+The queries themselves are shared with SQLite (sql.py, `?` placeholders that `_q`
+rewrites); this module holds the pool, the transaction and its lock, LISTEN, and
+PostgreSQL's dialect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
-import json
 import logging
 import re
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from display.domain import Notice, PublicCase, Stats, TimelineEntry, now_utc
-from display.store.base import (
-    CASE_COLUMNS,
-    CASE_SELECT,
-    NOTICE_SELECT,
-    AuditRow,
-    BoardRow,
-    CaseChange,
-    Event,
-    FeedState,
-    IngestCounts,
-    QuarantineRow,
-    UserRow,
-    case_from_row,
-    event_json,
-    migration_files,
-    notice_from_row,
-    parse_ts,
-    plan_cases,
-    ts,
-)
-from feeds.record import Rejected
+from display.domain import now_utc
+from display.store.base import CASE_SELECT, migration_files, ts
+from display.store.sql import SqlConn, SqlStore, split_sql
 
 log = logging.getLogger("yizheng.store")
 
 T = TypeVar("T")
-Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record]"
-
-_OPEN = "('registered','assigned','in_progress')"
-_CLOSED = "('resolved','replied','verified')"
+_Native: TypeAlias = (
+    "asyncpg.Pool[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record] "
+    "| asyncpg.Connection[asyncpg.Record]"
+)
 
 #: First half of every advisory lock key ("yizh"); the second half names the schema
 #: and the purpose, so stores in different schemas of one database never contend.
@@ -93,7 +75,7 @@ def pg_schema_sql(text: str) -> list[str]:
     `INTEGER PRIMARY KEY /*AUTOINCREMENT*/` becomes `BIGSERIAL PRIMARY KEY` and every
     TEXT column is collated "C" (byte order, as in SQLite)."""
     out = []
-    for statement in _split_sql(text):
+    for statement in split_sql(text):
         statement = _SERIAL.sub("BIGSERIAL PRIMARY KEY", statement)
         statement = _TEXT.sub('TEXT COLLATE "C"', statement)
         out.append(statement)
@@ -109,30 +91,46 @@ def _q(sql: str) -> str:
     return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
 
-_UPSERT_CASE = (
-    f"INSERT INTO cases ({CASE_COLUMNS}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(CASE_COLUMNS.split(',')) + 1))}) "
-    "ON CONFLICT (no) DO UPDATE SET "
-    + ", ".join(f"{col.strip()} = excluded.{col.strip()}" for col in CASE_COLUMNS.split(",")[1:])
-)
-
-
-def _split_sql(text: str) -> list[str]:
-    # Comments go first: they may contain semicolons. The schema has no "--" in strings.
-    lines = [ln.split("--", 1)[0] for ln in text.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-def _user(r: Sequence[Any]) -> UserRow:
-    return UserRow(r[0], r[1], r[2], tuple(t for t in r[3].split(",") if t), r[4], bool(r[5]))
-
-
 def _rowcount(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
 
 
-class PostgresStore:
+class _Conn:
+    """`SqlConn` over the pool (reads) or one pooled connection (a write transaction)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: _Native) -> None:
+        self.raw = raw
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return [tuple(r) for r in await self.raw.fetch(_q(sql), *params)]
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        r = await self.raw.fetchrow(_q(sql), *params)
+        return None if r is None else tuple(r)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return _rowcount(await self.raw.execute(_q(sql), *params))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.raw.executemany(_q(sql), rows)
+
+    async def insert(self, sql: str, params: Sequence[Any]) -> int:
+        return int(await self.raw.fetchval(_q(sql + " RETURNING id"), *params))
+
+
+class PostgresStore(SqlStore):
+    COUNT_IF = "count(*) FILTER (WHERE {})"
+    # SQLite sorts NULL first in ascending order.
+    NULLS_FIRST = " NULLS FIRST"
+    INSERT_NOTE = (
+        "INSERT INTO case_timeline (no, at, stage, note) "
+        "SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS "
+        "(SELECT 1 FROM case_timeline WHERE no = $1 AND at = $2 AND note = $4)"
+    )
+
     def __init__(
         self,
         url: str,
@@ -256,47 +254,19 @@ class PostgresStore:
             raise RuntimeError("store is not open")
         return self._pool
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        rows = await self._need_pool().fetch(_q(sql), *params)
-        return [tuple(r) for r in rows]
+    def _reads(self) -> SqlConn:
+        return _Conn(self._need_pool())
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        r = await self._need_pool().fetchrow(_q(sql), *params)
-        return None if r is None else tuple(r)
-
-    async def _write(self, fn: Callable[[Conn], Awaitable[T]], *, notify: bool = True) -> T:
+    async def _write(self, fn: Callable[[SqlConn], Awaitable[T]], *, notify: bool = True) -> T:
         async with self._need_pool().acquire() as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *self._write_key)
-                result = await fn(conn)
+                result = await fn(_Conn(conn))
                 if notify:
                     await conn.execute("SELECT pg_notify($1, '')", self.channel)
         if notify:
             self._wake()
         return result
-
-    @staticmethod
-    async def _one(conn: Conn, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        r = await conn.fetchrow(_q(sql), *params)
-        return None if r is None else tuple(r)
-
-    @staticmethod
-    async def _all(conn: Conn, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await conn.fetch(_q(sql), *params)]
-
-    @staticmethod
-    async def _exec(conn: Conn, sql: str, params: Sequence[Any] = ()) -> str:
-        return await conn.execute(_q(sql), *params)
-
-    @classmethod
-    async def _emit(
-        cls, conn: Conn, kind: str, town: str | None, payload: Mapping[str, Any]
-    ) -> None:
-        await cls._exec(
-            conn,
-            "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)",
-            (ts(now_utc()), kind, town, event_json(kind, payload)),
-        )
 
     # --- migrations ------------------------------------------------------------
 
@@ -330,218 +300,16 @@ class PostgresStore:
 
     # --- cases -----------------------------------------------------------------
 
-    async def _stats_tx(self, conn: Conn, town: str | None) -> Stats:
-        return await _stats(
-            lambda sql, p: self._one(conn, sql, p),
-            lambda sql, p: self._all(conn, sql, p),
-            town,
-            None,
+    async def _existing_cases(self, conn: SqlConn, nos: Sequence[str]) -> list[Any]:
+        unique = sorted(set(nos))
+        if not unique:
+            return []
+        return await conn.fetchall(
+            f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ANY(?::text[])",
+            (unique,),
         )
-
-    async def apply_cases(
-        self,
-        feed: str,
-        changes: Sequence[CaseChange],
-        rejected: Sequence[Rejected],
-        cursor: str | None,
-    ) -> IngestCounts:
-        """The decisions are base.plan_cases, the same as SQLite's, made against one read
-        of the existing rows; each kind of row is then written with one pipelined
-        `executemany`, so the write lock is held briefly even for a large batch."""
-
-        async def run(conn: Conn) -> IngestCounts:
-            at = ts(now_utc())
-            existing: dict[str, tuple[str, str, PublicCase]] = {}
-            nos = sorted({ch.case.no for ch in changes})
-            if nos:
-                for r in await conn.fetch(
-                    f"SELECT feed, source_id, {CASE_SELECT} FROM cases WHERE no = ANY($1::text[])",
-                    nos,
-                ):
-                    row = tuple(r)
-                    existing[row[2]] = (row[0], row[1], case_from_row(row[2:]))
-            plan = plan_cases(feed, changes, rejected, existing)
-            if plan.upserts:
-                await conn.executemany(_UPSERT_CASE, plan.upserts)
-            if plan.timeline:
-                await conn.executemany(
-                    "INSERT INTO case_timeline (no, at, stage, department, outcome) "
-                    "VALUES ($1, $2, $3, $4, $5)",
-                    plan.timeline,
-                )
-            if plan.notes:
-                # Executed in order, so a note repeated within the batch is also skipped.
-                await conn.executemany(
-                    "INSERT INTO case_timeline (no, at, stage, note) "
-                    "SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS "
-                    "(SELECT 1 FROM case_timeline WHERE no = $1 AND at = $2 AND note = $4)",
-                    plan.notes,
-                )
-            if plan.events:
-                await conn.executemany(
-                    "INSERT INTO events (at, kind, town, data) VALUES ($1, $2, $3, $4)",
-                    [(at, kind, town, data) for kind, town, data in plan.events],
-                )
-            if plan.quarantine:
-                await conn.executemany(
-                    "INSERT INTO quarantine (feed, source_id, reason, at) VALUES ($1, $2, $3, $4)",
-                    [(feed, sid, reason, at) for sid, reason in plan.quarantine],
-                )
-            for town in sorted(plan.touched):
-                stats = await self._stats_tx(conn, town)
-                await self._emit(conn, "stats", town, stats.to_json())
-            await self._exec(
-                conn,
-                "INSERT INTO feed_state (name, cursor, last_attempt_at, last_success_at, "
-                "last_error, consecutive_failures, counts) VALUES (?,?,?,?,NULL,0,?) "
-                "ON CONFLICT (name) DO UPDATE SET cursor = COALESCE(excluded.cursor, "
-                "feed_state.cursor), last_attempt_at = excluded.last_attempt_at, "
-                "last_success_at = excluded.last_success_at, last_error = NULL, "
-                "consecutive_failures = 0, counts = excluded.counts",
-                (feed, cursor, at, at, json.dumps(plan.counts.as_dict())),
-            )
-            return plan.counts
-
-        return await self._write(run)
-
-    async def refresh_overdue(self, today: date) -> int:
-        """Flag open cases whose due date has passed; each change is an event."""
-
-        async def run(conn: Conn) -> int:
-            rows = await self._all(
-                conn,
-                f"SELECT {CASE_SELECT} FROM cases WHERE withdrawn = 0 AND ("
-                f"(stage IN {_OPEN} AND due_date IS NOT NULL AND due_date < ? AND overdue = 0)"
-                f" OR ((stage NOT IN {_OPEN} OR due_date >= ?) AND overdue = 1)) ORDER BY no",
-                (today.isoformat(), today.isoformat()),
-            )
-            touched: set[str] = set()
-            for r in rows:
-                c = case_from_row(r)
-                c = dataclasses.replace(c, overdue=not c.overdue)
-                await self._exec(
-                    conn, "UPDATE cases SET overdue = ? WHERE no = ?", (int(c.overdue), c.no)
-                )
-                await self._emit(conn, "case", c.town, c.to_json())
-                touched.add(c.town)
-            for town in sorted(touched):
-                await self._emit(conn, "stats", town, (await self._stats_tx(conn, town)).to_json())
-            return len(rows)
-
-        return await self._write(run)
-
-    async def set_supervised(
-        self, no: str, supervised: bool, note: str | None
-    ) -> PublicCase | None:
-        async def run(conn: Conn) -> PublicCase | None:
-            r = await self._one(conn, f"SELECT {CASE_SELECT} FROM cases WHERE no = ?", (no,))
-            if r is None:
-                return None
-            c = dataclasses.replace(case_from_row(r), supervised=supervised)
-            await self._exec(
-                conn,
-                "UPDATE cases SET supervised = ?, supervised_note = ? WHERE no = ?",
-                (int(supervised), note, no),
-            )
-            await self._exec(
-                conn,
-                "INSERT INTO case_timeline (no, at, stage, note) VALUES (?,?,?,?)",
-                (
-                    no,
-                    ts(now_utc()),
-                    c.stage,
-                    ("督办：" + note)
-                    if supervised and note
-                    else ("督办" if supervised else "取消督办"),
-                ),
-            )
-            await self._emit(conn, "case", c.town, c.to_json())
-            await self._emit(conn, "stats", c.town, (await self._stats_tx(conn, c.town)).to_json())
-            return c
-
-        return await self._write(run)
-
-    async def get_case(self, no: str) -> PublicCase | None:
-        r = await self._fetchone(
-            f"SELECT {CASE_SELECT} FROM cases WHERE no = ? AND withdrawn = 0", (no,)
-        )
-        return case_from_row(r) if r else None
-
-    async def timeline(self, no: str) -> list[TimelineEntry]:
-        rows = await self._fetchall(
-            "SELECT at, stage, note, department, outcome FROM case_timeline WHERE no = ? "
-            "ORDER BY at, id",
-            (no,),
-        )
-        out = []
-        for r in rows:
-            at = parse_ts(r[0])
-            assert at is not None
-            out.append(TimelineEntry(at=at, stage=r[1], note=r[2], department=r[3], outcome=r[4]))
-        return out
-
-    async def list_cases(
-        self,
-        *,
-        town: str | None = None,
-        stage: str | None = None,
-        open_only: bool = False,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[PublicCase]:
-        where = ["withdrawn = 0"]
-        params: list[Any] = []
-        if town:
-            where.append("town = ?")
-            params.append(town)
-        if stage:
-            where.append("stage = ?")
-            params.append(stage)
-        if open_only:
-            where.append(f"stage IN {_OPEN}")
-        # NULLS FIRST is SQLite's order for NULL in ascending sorts.
-        order = (
-            "overdue DESC, supervised DESC, due_date NULLS FIRST, received_at"
-            if open_only
-            else "updated_at DESC"
-        )
-        rows = await self._fetchall(
-            f"SELECT {CASE_SELECT} FROM cases WHERE {' AND '.join(where)} "
-            f"ORDER BY {order} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return [case_from_row(r) for r in rows]
-
-    async def stats(self, town: str | None = None, since: datetime | None = None) -> Stats:
-        return await _stats(self._fetchone, self._fetchall, town, since)
-
-    async def open_trend(self, town: str | None, days: Sequence[date]) -> list[int]:
-        out = []
-        for d in days:
-            # End of day d in Asia/Shanghai, as UTC text.
-            end = ts(datetime(d.year, d.month, d.day) + timedelta(days=1) - timedelta(hours=8))
-            params: list[Any] = [end, end]
-            where = ""
-            if town:
-                where = " AND town = ?"
-                params.append(town)
-            r = await self._fetchone(
-                "SELECT count(*) FROM cases WHERE withdrawn = 0 AND received_at < ? AND "
-                f"(resolved_at IS NULL OR resolved_at >= ?){where}",
-                params,
-            )
-            assert r is not None
-            out.append(int(r[0]))
-        return out
 
     # --- events ----------------------------------------------------------------
-
-    async def events_after(self, seq: int, limit: int = 1000) -> list[Event]:
-        rows = await self._fetchall(
-            "SELECT seq, kind, town, data, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
-        )
-        return [Event(r[0], r[1], r[2], r[3], parse_ts(r[4])) for r in rows]
 
     async def event_bounds(self) -> tuple[int, int]:
         """(oldest retained seq, newest seq); (0, 0) when the log is empty.
@@ -562,349 +330,11 @@ class PostgresStore:
             return newest + 1, newest
         return int(r[0]), max(int(r[1]), newest)
 
-    async def prune_events(self, keep: int, before: datetime) -> int:
-        async def run(conn: Conn) -> int:
-            status = await self._exec(
-                conn,
-                "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ? OR at < ?",
-                (keep, ts(before)),
-            )
-            return _rowcount(status)
-
-        return await self._write(run, notify=False)
-
-    # --- notices ---------------------------------------------------------------
-
-    async def save_notice(self, notice: Notice) -> Notice:
-        async def run(conn: Conn) -> Notice:
-            now = now_utc()
-            values = (
-                notice.town,
-                notice.title,
-                notice.body,
-                notice.case_no,
-                int(notice.urgent),
-                ts(notice.publish_at),
-                ts(notice.expires_at),
-                ts(notice.withdrawn_at),
-            )
-            live = notice.is_live(now)
-            if notice.id:
-                await self._exec(
-                    conn,
-                    "UPDATE notices SET town=?, title=?, body=?, case_no=?, urgent=?, "
-                    "publish_at=?, expires_at=?, withdrawn_at=?, announced=? WHERE id=?",
-                    (*values, int(live), notice.id),
-                )
-                nid = notice.id
-            else:
-                nid = await conn.fetchval(
-                    _q(
-                        "INSERT INTO notices (town, title, body, case_no, urgent, publish_at, "
-                        "expires_at, withdrawn_at, created_at, created_by, announced) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
-                    ),
-                    *values,
-                    ts(now),
-                    notice.created_by,
-                    int(live),
-                )
-            r = await self._one(conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (nid,))
-            assert r is not None
-            saved = notice_from_row(r)
-            await self._emit(
-                conn, "notice", saved.town, {**saved.to_json(), "live": saved.is_live(now)}
-            )
-            return saved
-
-        return await self._write(run)
-
-    async def withdraw_notice(self, notice_id: int, at: datetime) -> Notice | None:
-        async def run(conn: Conn) -> Notice | None:
-            status = await self._exec(
-                conn, "UPDATE notices SET withdrawn_at=? WHERE id=?", (ts(at), notice_id)
-            )
-            if _rowcount(status) == 0:
-                return None
-            r = await self._one(
-                conn, f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (notice_id,)
-            )
-            assert r is not None
-            n = notice_from_row(r)
-            await self._emit(conn, "notice", n.town, {**n.to_json(), "live": False})
-            return n
-
-        return await self._write(run)
-
-    async def get_notice(self, notice_id: int) -> Notice | None:
-        r = await self._fetchone(f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?", (notice_id,))
-        return notice_from_row(r) if r else None
-
-    async def list_notices(
-        self, town: str | None = None, *, live_at: datetime | None = None, limit: int = 50
-    ) -> list[Notice]:
-        where = ["1=1"]
-        params: list[Any] = []
-        if town:
-            where.append("(town = ? OR town IS NULL)")
-            params.append(town)
-        if live_at is not None:
-            t = ts(live_at)
-            where.append(
-                "withdrawn_at IS NULL AND (publish_at IS NULL OR publish_at <= ?) "
-                "AND (expires_at IS NULL OR expires_at > ?)"
-            )
-            params += [t, t]
-        rows = await self._fetchall(
-            f"SELECT {NOTICE_SELECT} FROM notices WHERE {' AND '.join(where)} "
-            "ORDER BY urgent DESC, COALESCE(publish_at, created_at) DESC, id DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [notice_from_row(r) for r in rows]
-
-    async def announce_due_notices(self, now: datetime) -> int:
-        """Scheduled notices that went live, or expired, since the last call become events."""
-
-        async def run(conn: Conn) -> int:
-            t = ts(now)
-            rows = await self._all(
-                conn,
-                f"SELECT {NOTICE_SELECT}, announced FROM notices WHERE withdrawn_at IS NULL AND ("
-                "(announced = 0 AND (publish_at IS NULL OR publish_at <= ?) AND "
-                "(expires_at IS NULL OR expires_at > ?)) OR "
-                "(announced = 1 AND expires_at IS NOT NULL AND expires_at <= ?)) ORDER BY id",
-                (t, t, t),
-            )
-            for r in rows:
-                n = notice_from_row(r)
-                live = n.is_live(now)
-                await self._exec(
-                    conn, "UPDATE notices SET announced=? WHERE id=?", (2 if not live else 1, n.id)
-                )
-                await self._emit(conn, "notice", n.town, {**n.to_json(), "live": live})
-            return len(rows)
-
-        return await self._write(run)
-
-    # --- feeds -----------------------------------------------------------------
-
-    async def load_cursor(self, feed: str) -> str | None:
-        r = await self._fetchone("SELECT cursor FROM feed_state WHERE name = ?", (feed,))
-        return r[0] if r else None
-
-    async def record_failure(self, feed: str, error: str, at: datetime) -> None:
-        async def run(conn: Conn) -> None:
-            await self._exec(
-                conn,
-                "INSERT INTO feed_state (name, last_attempt_at, last_error, "
-                "consecutive_failures) VALUES (?,?,?,1) ON CONFLICT (name) DO UPDATE SET "
-                "last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error, "
-                "consecutive_failures = feed_state.consecutive_failures + 1",
-                (feed, ts(at), error[:500]),
-            )
-
-        await self._write(run, notify=False)
-
-    async def feed_states(self) -> list[FeedState]:
-        rows = await self._fetchall(
-            "SELECT f.name, f.cursor, f.last_attempt_at, f.last_success_at, f.last_error, "
-            "f.consecutive_failures, f.counts, (SELECT count(*) FROM quarantine q "
-            "WHERE q.feed = f.name) FROM feed_state f ORDER BY f.name"
-        )
-        return [
-            FeedState(
-                r[0],
-                r[1],
-                parse_ts(r[2]),
-                parse_ts(r[3]),
-                r[4],
-                r[5],
-                json.loads(r[6]) if r[6] else {},
-                r[7],
-            )
-            for r in rows
-        ]
-
-    async def quarantine(self, feed: str | None = None, limit: int = 100) -> list[QuarantineRow]:
-        rows = await self._fetchall(
-            "SELECT id, feed, source_id, reason, at FROM quarantine "
-            + ("WHERE feed = ? " if feed else "")
-            + "ORDER BY id DESC LIMIT ?",
-            (feed, limit) if feed else (limit,),
-        )
-        out = []
-        for r in rows:
-            at = parse_ts(r[4])
-            assert at is not None
-            out.append(QuarantineRow(r[0], r[1], r[2], r[3], at))
-        return out
-
-    # --- boards ----------------------------------------------------------------
-
-    async def upsert_board(
-        self, board_id: str, town: str | None, profile: Mapping[str, Any], token_hash: str | None
-    ) -> None:
-        async def run(conn: Conn) -> None:
-            await self._exec(
-                conn,
-                "INSERT INTO boards (id, town, profile, token_hash, created_at) "
-                "VALUES (?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET town = excluded.town, "
-                "profile = excluded.profile, "
-                "token_hash = COALESCE(excluded.token_hash, boards.token_hash)",
-                (
-                    board_id,
-                    town,
-                    json.dumps(profile, ensure_ascii=False),
-                    token_hash,
-                    ts(now_utc()),
-                ),
-            )
-
-        await self._write(run, notify=False)
-
-    async def boards(self) -> list[BoardRow]:
-        rows = await self._fetchall(
-            "SELECT id, town, profile, token_hash, last_seen_at FROM boards ORDER BY id"
-        )
-        return [BoardRow(r[0], r[1], json.loads(r[2]), r[3], parse_ts(r[4])) for r in rows]
-
-    async def touch_boards(self, seen: Mapping[str, datetime]) -> None:
-        if not seen:
-            return
-
-        async def run(conn: Conn) -> None:
-            await conn.executemany(
-                "UPDATE boards SET last_seen_at = $1 WHERE id = $2",
-                [(ts(at), bid) for bid, at in sorted(seen.items())],
-            )
-
-        await self._write(run, notify=False)
-
-    # --- staff -----------------------------------------------------------------
-
-    async def add_user(
-        self, name: str, role: str, towns: Sequence[str], password_hash: str
-    ) -> UserRow:
-        async def run(conn: Conn) -> UserRow:
-            await self._exec(
-                conn,
-                "INSERT INTO users (name, role, towns, password_hash, created_at) "
-                "VALUES (?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
-                "towns = excluded.towns, password_hash = excluded.password_hash, disabled = 0",
-                (name, role, ",".join(towns), password_hash, ts(now_utc())),
-            )
-            r = await self._one(
-                conn,
-                "SELECT id, name, role, towns, password_hash, disabled FROM users WHERE name = ?",
-                (name,),
-            )
-            assert r is not None
-            return _user(r)
-
-        return await self._write(run, notify=False)
-
-    async def get_user(self, name: str) -> UserRow | None:
-        r = await self._fetchone(
-            "SELECT id, name, role, towns, password_hash, disabled FROM users WHERE name = ?",
-            (name,),
-        )
-        return _user(r) if r else None
-
-    async def list_users(self) -> list[UserRow]:
-        rows = await self._fetchall(
-            "SELECT id, name, role, towns, password_hash, disabled FROM users ORDER BY name"
-        )
-        return [_user(r) for r in rows]
-
-    async def set_password(self, name: str, password_hash: str) -> None:
-        async def run(conn: Conn) -> None:
-            await self._exec(
-                conn, "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
-            )
-
-        await self._write(run, notify=False)
-
-    async def audit(
-        self, actor: str, action: str, target: str | None, detail: str | None, ip: str | None
-    ) -> None:
-        async def run(conn: Conn) -> None:
-            await self._exec(
-                conn,
-                "INSERT INTO audit_log (at, actor, action, target, detail, ip) "
-                "VALUES (?,?,?,?,?,?)",
-                (ts(now_utc()), actor, action, target, detail, ip),
-            )
-
-        await self._write(run, notify=False)
-
-    async def audit_log(self, limit: int = 200) -> list[AuditRow]:
-        rows = await self._fetchall(
-            "SELECT id, at, actor, action, target, detail, ip FROM audit_log "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        out = []
-        for r in rows:
-            at = parse_ts(r[1])
-            assert at is not None
-            out.append(AuditRow(r[0], at, r[2], r[3], r[4], r[5], r[6]))
-        return out
+    # --- backup ----------------------------------------------------------------
 
     async def backup(self, path: str) -> None:
         """PostgreSQL is backed up with pg_dump (docs/deploy.md), not through the service."""
         raise NotImplementedError("PostgreSQL: use pg_dump --format=custom (docs/deploy.md)")
-
-
-async def _stats(
-    one: Callable[[str, Sequence[Any]], Awaitable[Any]],
-    all_: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
-    town: str | None,
-    since: datetime | None,
-) -> Stats:
-    where = ["withdrawn = 0"]
-    params: list[Any] = []
-    if town:
-        where.append("town = ?")
-        params.append(town)
-    if since is not None:
-        where.append("received_at >= ?")
-        params.append(ts(since))
-    w = " AND ".join(where)
-    r = await one(
-        "SELECT count(*), "
-        f"count(*) FILTER (WHERE stage IN {_CLOSED}), "
-        f"count(*) FILTER (WHERE stage IN {_OPEN}), "
-        "count(*) FILTER (WHERE stage = 'in_progress'), "
-        "count(*) FILTER (WHERE outcome = 'explained'), "
-        "count(*) FILTER (WHERE outcome = 'planned'), "
-        f"count(*) FILTER (WHERE overdue = 1 AND stage IN {_OPEN}), "
-        f"count(*) FILTER (WHERE supervised = 1 AND stage IN {_OPEN}), "
-        f"count(*) FILTER (WHERE on_time = 1 AND stage IN {_CLOSED}), "
-        "count(*) FILTER (WHERE satisfaction IS NOT NULL), "
-        "count(*) FILTER (WHERE satisfaction IN ('satisfied', 'basically_satisfied')) "
-        f"FROM cases WHERE {w}",
-        params,
-    )
-    channels = await all_(
-        f"SELECT coalesce(channel, '其他'), count(*) FROM cases WHERE {w} "
-        "GROUP BY 1 ORDER BY 2 DESC, 1",
-        params,
-    )
-    return Stats(
-        town=town,
-        received=r[0],
-        resolved=r[1],
-        open=r[2],
-        in_progress=r[3],
-        explained=r[4],
-        planned=r[5],
-        overdue=r[6],
-        supervised=r[7],
-        on_time=r[8],
-        rated=r[9],
-        satisfied=r[10],
-        channels={c: n for c, n in channels},
-    )
 
 
 __all__ = ["PostgresStore", "channel_name", "lock_key", "pg_schema_sql"]
