@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import getpass
 import logging
+import secrets
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -78,31 +79,43 @@ async def _demo(settings: Settings, host: str, port: int, sim_port: int, step: f
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="yizheng-demo-"))
-    sim_url = f"http://127.0.0.1:{args.simulator_port}/open311/v2"
-    demo = demo_settings(settings, tmp / "demo.db", sim_url)
-    print("yizheng 演示 demo", flush=True)
-    print(f"  database:   {tmp / 'demo.db'} (temporary)")
-    print(f"  simulator:  {sim_url} (a demo case system; cases move every {args.step:g} s)")
-    print(
-        f"  kiosk:      http://{args.host}:{args.port}/kiosk/"
-        f"{demo.towns[0].slug if demo.towns else ''}"
-    )
-    for b in demo.boards:
-        if b.kind == "led":
-            print(f"  LED board:  http://{args.host}:{args.port}/led/{b.id}/frame.png")
-    print(f"  county:     http://{args.host}:{args.port}/kiosk")
-    print("  Ctrl+C to stop.", flush=True)
-    try:
-        asyncio.run(_demo(demo, args.host, args.port, args.simulator_port, args.step))
-    except OSError as e:
-        print(
-            f"yizheng: cannot start the demo: {e} (is another demo running? "
-            "try --port and --simulator-port)",
-            file=sys.stderr,
-        )
-        return 1
+    with tempfile.TemporaryDirectory(prefix="yizheng-demo-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        sim_url = f"http://127.0.0.1:{args.simulator_port}/open311/v2"
+        demo = demo_settings(settings, tmp / "demo.db", sim_url)
+        # A staff account for trying the admin; its password lives as long as the demo.
+        password = secrets.token_urlsafe(9)
+        asyncio.run(_demo_account(demo, password))
+        base = f"http://{args.host}:{args.port}"
+        print("yizheng 演示 demo", flush=True)
+        print(f"  database:   {tmp / 'demo.db'} (temporary, removed on exit)")
+        print(f"  simulator:  {sim_url} (a demo case system; cases move every {args.step:g} s)")
+        print(f"  kiosk:      {base}/kiosk/{demo.towns[0].slug if demo.towns else ''}")
+        for b in demo.boards:
+            if b.kind == "led":
+                print(f"  LED board:  {base}/led/{b.id}   (picture: {base}/led/{b.id}/frame.png)")
+        print(f"  county:     {base}/kiosk")
+        print(f"  staff:      {base}/admin   (demo account: admin / {password})")
+        print("  Ctrl+C to stop.", flush=True)
+        try:
+            asyncio.run(_demo(demo, args.host, args.port, args.simulator_port, args.step))
+        except OSError as e:
+            print(
+                f"yizheng: cannot start the demo: {e} (is another demo running? "
+                "try --port and --simulator-port)",
+                file=sys.stderr,
+            )
+            return 1
     return 0
+
+
+async def _demo_account(settings: Settings, password: str) -> None:
+    from display.auth import hash_password
+
+    async def add(store: Any) -> None:
+        await store.add_user("admin", "admin", [], hash_password(password))
+
+    await _with_store(settings, add)
 
 
 # --- database ------------------------------------------------------------------------
