@@ -66,7 +66,8 @@ def demo_settings(base: Settings, db_path: Path, simulator_url: str) -> Settings
         base,
         database_url=f"sqlite:///{db_path}",
         feeds=feeds,
-        secret_key=base.secret_key or "demo-only-not-secret",
+        # Sessions need not outlive the demo: a fresh random key each run.
+        secret_key=base.secret_key or secrets.token_urlsafe(32),
     )
 
 
