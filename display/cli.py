@@ -185,6 +185,7 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
     from display.app import shutdown, startup
     from display.context import Context
     from display.feedrun import build_runner
+    from display.leader import feed_lock
     from feeds.adapters import FeedError
 
     feed = settings.feed(args.name)
@@ -199,6 +200,15 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def main() -> int:
+        # One process at a time runs the feeds: a running service holds this lock.
+        lock = feed_lock(settings.database_url)
+        if not await lock.try_acquire():
+            print(
+                "yizheng: the feeds are being run by a running service on this database; "
+                "use 立即同步 (sync now) at /admin/feeds, or stop the service first",
+                file=sys.stderr,
+            )
+            return 2
         ctx = Context.build(dataclasses.replace(settings, run_feeds=False))
         await startup(ctx)
         try:
@@ -221,6 +231,7 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         finally:
             await shutdown(ctx)
+            await lock.release()
 
     return asyncio.run(main())
 

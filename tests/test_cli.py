@@ -124,3 +124,40 @@ def test_redact_command_as_a_real_process(tmp_path: Path) -> None:
     )
     first = json.loads(done.stdout.splitlines()[0])
     assert first["spans"]
+
+
+async def test_feed_run_refuses_while_the_service_runs_the_feeds(tmp_path: Path) -> None:
+    import asyncio
+
+    from display.app import create_app
+    from display.settings import load
+    from tests.conftest import free_port, serve_app
+
+    config = _toml(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}/open311/v2"
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f'[[feeds]]\nname = "hotline"\nkind = "open311"\nurl = "{dead}"\ninterval = 60\n')
+    app = create_app(load(config, env={}))
+    async with serve_app(app):
+        for _ in range(100):
+            if app.state.ctx.extra.get("feed_leader"):
+                break
+            await asyncio.sleep(0.05)
+        assert app.state.ctx.extra.get("feed_leader")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "display.cli",
+            "--config",
+            str(config),
+            "feed",
+            "run",
+            "hotline",
+            "--once",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "running service" in err.decode()
