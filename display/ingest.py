@@ -7,6 +7,7 @@ and go no further: nothing below this module ever sees them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -31,6 +32,9 @@ from feeds.record import Batch, CaseRecord, RecordError, Rejected
 log = logging.getLogger("yizheng.ingest")
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CaseRecord))
+
+#: Batches larger than this are prepared in a worker thread.
+THREAD_THRESHOLD = 200
 
 #: Fingerprints of stored records kept in memory (about 150 bytes each).
 MAX_FINGERPRINTS = 500_000
@@ -127,6 +131,29 @@ class Ingestor:
         is counted unchanged without being redacted again (see `_fingerprint`).
         """
         today = local_date(now_utc())
+        if len(batch.records) > THREAD_THRESHOLD:
+            # Redacting a large ledger takes seconds of CPU: off the event loop, so the
+            # screens' streams and pages keep being served meanwhile.
+            prepared = await asyncio.to_thread(self._prepare, feed, batch, today)
+        else:
+            prepared = self._prepare(feed, batch, today)
+        changes, rejected, skipped, prints = prepared
+        counts = await self.store.apply_cases(feed, changes, rejected, batch.cursor)
+        counts.unchanged += skipped + batch.unchanged
+        refused = {sid for sid, _ in counts.reasons}
+        if len(self._seen) > MAX_FINGERPRINTS:
+            self._seen.clear()  # bounded memory; the next import is simply full price
+        for sid, fp in prints.items():
+            if sid not in refused:
+                self._seen[(feed, sid)] = fp
+        if counts.quarantined:
+            log.info("feed %s: %d record(s) quarantined", feed, counts.quarantined)
+        return counts
+
+    def _prepare(
+        self, feed: str, batch: Batch, today: date
+    ) -> tuple[list[CaseChange], list[Rejected], int, dict[str, bytes]]:
+        """The public copies of a batch's records, skipping those known unchanged."""
         changes: list[CaseChange] = []
         rejected: list[Rejected] = list(batch.rejected)
         # The last version of a record within one batch wins.
@@ -146,17 +173,7 @@ class Ingestor:
                 rejected.append(Rejected(rec.source_id, str(e)))
                 continue
             prints[rec.source_id] = fp
-        counts = await self.store.apply_cases(feed, changes, rejected, batch.cursor)
-        counts.unchanged += skipped
-        refused = {sid for sid, _ in counts.reasons}
-        if len(self._seen) > MAX_FINGERPRINTS:
-            self._seen.clear()  # bounded memory; the next import is simply full price
-        for sid, fp in prints.items():
-            if sid not in refused:
-                self._seen[(feed, sid)] = fp
-        if counts.quarantined:
-            log.info("feed %s: %d record(s) quarantined", feed, counts.quarantined)
-        return counts
+        return changes, rejected, skipped, prints
 
     def forget(self) -> None:
         """Drop the fingerprints: another process may have written since (a new feed

@@ -233,3 +233,6 @@ class Batch:
     records: list[CaseRecord] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     cursor: str | None = None
+    #: Records the source still holds that the adapter knows are unchanged since
+    #: they were last stored, and so did not convert again (counted as unchanged).
+    unchanged: int = 0

@@ -43,7 +43,12 @@ async def pull_once(adapter: Adapter, sink: FeedSink) -> Mapping[str, int]:
     """One pull from the saved cursor, stored by the sink. FeedError when unreadable."""
     cursor = await sink.load_cursor(adapter.name)
     batch = await adapter.pull(cursor)
-    return await sink.ingest(adapter.name, batch)
+    counts = await sink.ingest(adapter.name, batch)
+    # An adapter that remembers what it delivered learns only now that it was stored.
+    committed = getattr(adapter, "committed", None)
+    if callable(committed):
+        committed()
+    return counts
 
 
 @dataclass

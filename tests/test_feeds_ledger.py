@@ -734,3 +734,31 @@ async def test_watched_folder_through_runner_and_store(
 
     finally:
         await ctx.store.close()
+
+
+async def test_a_changed_file_delivers_only_its_changed_rows_once_stored(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", csv_bytes([HEADER, row("A1"), row("A2"), row("A3")]))
+    adapter = LedgerAdapter("ledger", {"path": str(path)}, TOWNS)
+    first = await adapter.pull(None)
+    assert ids(first) == ["A1", "A2", "A3"]
+    adapter.committed()  # the sink stored it
+
+    write(path, csv_bytes([HEADER, row("A1"), row("A2", status="已办结"), row("A3")]))
+    set_mtime(path, 1_700_000_500)
+    second = await adapter.pull(first.cursor)
+    assert ids(second) == ["A2"]
+    # Not committed (say the database was down): the next read delivers it again.
+    write(path, csv_bytes([HEADER, row("A1"), row("A2", status="已办结"), row("A3", "新内容")]))
+    set_mtime(path, 1_700_000_600)
+    third = await adapter.pull(second.cursor)
+    assert ids(third) == ["A2", "A3"]
+    adapter.committed()
+    # A case listed twice in one file is always read in full (its last row wins).
+    write(path, csv_bytes([HEADER, row("A1"), row("A1", status="已办结"), row("A3", "新内容")]))
+    set_mtime(path, 1_700_000_700)
+    fourth = await adapter.pull(third.cursor)
+    assert ids(fourth) == ["A1"] and fourth.records[0].status == "resolved"
+    # What it remembers: case numbers and keyed digests, never a cell.
+    for no, digest in adapter.memory._known.items():
+        assert no.startswith("A") and len(digest) == 16
+        assert NAME.encode() not in digest and PHONE.encode() not in digest
