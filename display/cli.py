@@ -325,12 +325,22 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
         print(f"yizheng: {problem}", file=sys.stderr)
         return 2
 
-    async def run(store: Any) -> None:
+    async def run(store: Any) -> bool:
+        existed = await store.get_user(args.name) is not None
         await store.add_user(args.name, args.role, towns, hash_password(password))
-        await store.audit("cli", "user.add", args.name, f"role={args.role}", None)
+        action = "user.reset" if existed else "user.add"
+        await store.audit("cli", action, args.name, f"role={args.role}", None)
+        return existed
 
-    asyncio.run(_with_store(settings, run))
-    print(f"user {args.name} ({args.role}) saved")
+    existed = asyncio.run(_with_store(settings, run))
+    if existed:
+        # How an admin who lost the password gets back in; said plainly, and audited.
+        print(
+            f"user {args.name} existed: its role ({args.role}) and password were reset, "
+            "and its sessions ended"
+        )
+    else:
+        print(f"user {args.name} ({args.role}) added")
     return 0
 
 

@@ -161,3 +161,61 @@ async def test_feed_run_refuses_while_the_service_runs_the_feeds(tmp_path: Path)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "running service" in err.decode()
+
+
+def test_user_add_with_password_on_stdin_then_reset(tmp_path: Path) -> None:
+    config = _toml(tmp_path)
+    cmd = [
+        sys.executable,
+        "-m",
+        "display.cli",
+        "--config",
+        str(config),
+        "user",
+        "add",
+        "zhangsan",
+        "--role",
+        "town",
+        "--town",
+        "longshi",
+        "--password-stdin",
+    ]
+    first = subprocess.run(
+        cmd,
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "added" in first.stdout
+    again = subprocess.run(
+        cmd,
+        input="another long password\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0 and "reset" in again.stdout
+    short = subprocess.run(
+        [*cmd[:-1], "--password-stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert short.returncode == 2
+    db = settings_dict(tmp_path)["database"]["url"].removeprefix("sqlite:///")
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (hashed,) = conn.execute("SELECT password_hash FROM users WHERE name='zhangsan'").fetchone()
+        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
+    assert "argon2" in hashed and "another long password" not in hashed
+    assert actions == ["user.add", "user.reset"]
