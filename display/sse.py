@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -44,7 +45,7 @@ from display.bus import (
     tune_socket,
 )
 from display.store.base import Store
-from display.web import CSP
+from display.web import security_headers
 
 if TYPE_CHECKING:
     from display.context import Context
@@ -67,17 +68,18 @@ HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-#: The response head of a stream the hub writes directly: the same headers, the
-#: ones SecurityHeadersMiddleware would add, and chunked framing.
-RESPONSE_HEAD = b"".join(
-    [
-        b"HTTP/1.1 200 OK\r\n",
-        *(k + b": " + v + b"\r\n" for k, v in HEADERS),
-        b"content-security-policy: " + CSP.encode() + b"\r\n",
-        b"x-content-type-options: nosniff\r\nx-frame-options: DENY\r\n",
-        b"referrer-policy: same-origin\r\ntransfer-encoding: chunked\r\n\r\n",
-    ]
-)
+
+
+@functools.cache
+def response_head(https: bool) -> bytes:
+    """The head of a stream the hub writes directly: the same headers, those
+    SecurityHeadersMiddleware adds to every other response, and chunked framing."""
+    lines = [b"HTTP/1.1 200 OK\r\n"]
+    lines += [k + b": " + v + b"\r\n" for k, v in (*HEADERS, *security_headers(https))]
+    lines.append(b"transfer-encoding: chunked\r\n\r\n")
+    return b"".join(lines)
+
+
 #: How long a reconnecting client may take to receive a page of its replay.
 REPLAY_PATIENCE = 30.0
 
@@ -279,6 +281,7 @@ class EventStream(Response):
         heartbeat: float,
         on_tick: Callable[[], None] | None = None,
         direct: bool = True,
+        https: bool = False,
     ) -> None:
         # Response.__init__ is not called: this response writes its own headers.
         self.background = None
@@ -289,6 +292,7 @@ class EventStream(Response):
         self.on_tick = on_tick
         #: False forces the portable queue path (tests exercise both).
         self.direct = direct
+        self.https = https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handover = handover_of(scope, receive) if self.direct else None
@@ -309,7 +313,7 @@ class EventStream(Response):
         sub = hub.subscribe(self.scope_key, self.on_tick)
         detached = False
         try:
-            out = RESPONSE_HEAD
+            out = response_head(self.https)
             if not sub.ended:
                 async for body in self.prelude(sub):
                     t.write(out + chunk(body))

@@ -27,6 +27,19 @@ CSP = (
 )
 
 
+def security_headers(https: bool) -> list[tuple[bytes, bytes]]:
+    """The headers every response carries (the SSE fast path writes them itself)."""
+    headers = [
+        (b"content-security-policy", CSP.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+    if https:
+        headers.append((b"strict-transport-security", b"max-age=31536000"))
+    return headers
+
+
 class SecurityHeadersMiddleware:
     """CSP without inline script, no framing, nosniff, on every response."""
 
@@ -39,18 +52,12 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        extra = security_headers(self.https)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
-                extra = [
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"same-origin"),
-                ]
-                if self.https:
-                    extra.append((b"strict-transport-security", b"max-age=31536000"))
                 headers += [(k, v) for k, v in extra if k not in names]
                 message = {**message, "headers": headers}
             await send(message)

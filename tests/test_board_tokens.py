@@ -52,3 +52,25 @@ async def test_token_marks_the_board_seen_and_a_wrong_one_is_refused(
         # The token is stored only as a digest.
         rows = {row.id: row for row in await ctx.store.boards()}
         assert rows["gate"].token_hash and "gate-token" not in rows["gate"].token_hash
+
+
+async def test_board_stream_checks_the_token_and_https_adds_hsts(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = create_app(make_settings(boards=BOARDS, https=True))
+    async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
+        ctx = app.state.ctx
+        r = await client.get(f"{base}/led/gate/events", params={"token": "wrong"})
+        assert r.status_code == 401
+        async with client.stream("GET", f"{base}/led/gate/events") as r:
+            assert r.status_code == 200
+            assert r.headers["strict-transport-security"].startswith("max-age=")
+        assert "gate" not in ctx.last_seen
+        async with client.stream("GET", f"{base}/events") as r:
+            assert r.headers["strict-transport-security"].startswith("max-age=")
+            assert r.headers["x-frame-options"] == "DENY"
+        async with client.stream(
+            "GET", f"{base}/led/gate/events", params={"token": "gate-token-0123456789"}
+        ) as r:
+            assert r.status_code == 200
+        assert "gate" in ctx.last_seen

@@ -47,6 +47,7 @@ def _log_stream(request: Request, scope_key: str) -> EventStream:
         scope_key=scope_key,
         heartbeat=sse.heartbeat,
         prelude=log_prelude(ctx.store, ctx.hub, scope_key, last_event_id(request), sse.retry_ms),
+        https=ctx.settings.https,
     )
 
 
@@ -99,7 +100,14 @@ async def board_events(request: Request) -> Response:
     frames = ctx.frames
     if frames is None:
         return _error(503, "显示屏服务尚未启动，请稍后再试")
-    ctx.board_seen(board.id)
+    # As for the LED outputs: a board with a token is online only when it presents it.
+    from display.views.led import presented_token
+
+    token_ok = ctx.board_token_ok(board.id, presented_token(request))
+    if token_ok is False and presented_token(request):
+        return _error(401, "显示屏令牌无效")
+    if token_ok is not False:
+        ctx.board_seen(board.id)
     try:
         await frames.get(board.id)
     except Exception:
@@ -120,7 +128,8 @@ async def board_events(request: Request) -> Response:
         scope_key=board_scope(board_id),
         prelude=prelude,
         heartbeat=sse.heartbeat,
-        on_tick=lambda: ctx.board_seen(board_id),
+        on_tick=(lambda: ctx.board_seen(board_id)) if token_ok is not False else None,
+        https=ctx.settings.https,
     )
 
 
