@@ -109,7 +109,9 @@ async def boards(request: Request) -> Response:
     out = []
     for row in await ctx.store.boards():
         seen = ctx.last_seen.get(row.id) or row.last_seen_at
-        streaming = ctx.hub.count(f"board:{row.id}") > 0
+        # A board with a token proves itself by it (its stream marks it seen at every
+        # heartbeat); an open stream alone may be anyone looking at its page.
+        streaming = row.token_hash is None and ctx.hub.count(f"board:{row.id}") > 0
         out.append(
             {
                 "id": row.id,
