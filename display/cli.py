@@ -8,6 +8,7 @@ import dataclasses
 import getpass
 import logging
 import secrets
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -269,6 +270,14 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if feed is None:
         print(f"yizheng: no feed named {args.feed!r} in the configuration", file=sys.stderr)
         return 2
+    if feed.kind != "ledger":
+        ledgers = ", ".join(f.name for f in settings.feeds if f.kind == "ledger") or "none"
+        print(
+            f"yizheng: feed {args.feed!r} is a {feed.kind} feed; import needs a ledger feed "
+            f"(configured ledger feeds: {ledgers})",
+            file=sys.stderr,
+        )
+        return 2
     path = Path(args.file)
     if not path.is_file():
         print(f"yizheng: {path} is not a file", file=sys.stderr)
@@ -421,9 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="write the removed spans too (JSON lines)")
     s.set_defaults(func=cmd_redact)
 
-    s = sub.add_parser("render", help="render an LED board's page to a PNG file")
+    s = sub.add_parser("render", help="render an LED board's page to a file")
     s.add_argument("board", metavar="BOARD", help="board id")
-    s.add_argument("--out", required=True, metavar="FILE", help="PNG file to write")
+    s.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="file to write; its ending picks the format: .png, .gif (all pages), .txt, "
+        ".mono1, .rgb565, .rgb888",
+    )
     s.add_argument("--page", type=int, default=None, help="page number (default: current)")
     s.set_defaults(func=cmd_render)
 
@@ -472,17 +487,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         config = args.config
-        if config is None and args.command == "demo" and not Path("yizheng.toml").exists():
-            config = str(EXAMPLE_CONFIG)
+        if config is None and not Path("yizheng.toml").exists():
+            if args.command == "demo":
+                config = str(EXAMPLE_CONFIG)
+            elif args.command not in ("redact", "led-client"):
+                print(
+                    "yizheng: no configuration file (./yizheng.toml or --config FILE): "
+                    "running with defaults, no towns and no boards",
+                    file=sys.stderr,
+                )
         settings = load(config)
     except SettingsError as e:
         print(f"yizheng: configuration error: {e}", file=sys.stderr)
         return 2
+    # SIGTERM (systemd, `kill`, `timeout`) ends the process as Ctrl+C does, so that
+    # cleanups run: uvicorn re-raises the signal it caught once it has shut down.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result: int = args.func(args, settings)
+    except _Terminated:
+        return 0  # a requested stop, not a failure (systemd counts 0 as clean)
     except KeyboardInterrupt:
         return 130
     return result
+
+
+class _Terminated(KeyboardInterrupt):
+    pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":

@@ -476,6 +476,7 @@ async def test_sigterm_tells_clients_to_reconnect_and_they_resume_after_restart(
                 await asyncio.wait_for(listener, 15)
             assert listener.done() and listener.exception() is None
             await asyncio.wait_for(proc.wait(), 15)
+            assert proc.returncode == 0  # a requested stop is a clean exit (systemd)
             assert any("retry" in e for e in seen[1:])  # told to come back
             last = max(int(e["id"]) for e in data_events(seen))
             assert has_case("t2")(seen)
