@@ -15,6 +15,7 @@ dialect's fragments) are interpolated into SQL; every value is a bound parameter
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -199,7 +200,12 @@ class SqlStore(ABC):
             existing: dict[str, tuple[str, str, PublicCase]] = {}
             for r in await self._existing_cases(conn, [ch.case.no for ch in changes]):
                 existing[r[2]] = (r[0], r[1], case_from_row(r[2:]))
-            plan = plan_cases(feed, changes, rejected, existing)
+            if len(changes) > 500:
+                # Comparing and encoding a large import is seconds of CPU: off the
+                # event loop, so streams and pages are served meanwhile.
+                plan = await asyncio.to_thread(plan_cases, feed, changes, rejected, existing)
+            else:
+                plan = plan_cases(feed, changes, rejected, existing)
             if plan.upserts:
                 await conn.executemany(UPSERT_CASE, plan.upserts)
             if plan.timeline:
