@@ -38,13 +38,10 @@ async def startup(ctx: Context) -> None:
     for board in ctx.settings.boards:
         token_hash = board_token_hash(board.token) if board.token else None
         await ctx.store.upsert_board(board.id, board.town, board_profile(board), token_hash)
-    ctx.board_tokens = {r.id: r.token_hash for r in await ctx.store.boards() if r.token_hash}
+    await ctx.load_boards()
     from display.auth import stream_guard
-    from display.views.admin import load_registered_boards
 
     ctx.extra["staff_auth"] = stream_guard
-
-    await load_registered_boards(ctx)
     start_push(ctx)  # live push: [sse] settings, streams end on SIGTERM
     await ctx.tailer.start_at_head()
     ctx.spawn(ctx.tailer.run(), "tailer")

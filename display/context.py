@@ -20,6 +20,7 @@ from display.domain import PublicCase, local_date, now_utc
 from display.ingest import Ingestor
 from display.settings import Board, Settings
 from display.store import Store, open_store
+from display.store.base import BoardRow
 from display.workdays import WorkCalendar
 
 if TYPE_CHECKING:
@@ -73,6 +74,16 @@ class Context:
 
     def all_boards(self) -> list[Board]:
         return [*self.settings.boards, *self.registered_boards.values()]
+
+    async def load_boards(self) -> None:
+        """Boards staff registered (stored, not in the configuration) and every board's
+        token digest, from one read of the store. Meant for start-up."""
+        configured = {b.id for b in self.settings.boards}
+        rows = await self.store.boards()
+        self.board_tokens = {r.id: r.token_hash for r in rows if r.token_hash}
+        for row in rows:
+            if row.id not in configured and row.profile.get("registered") is True:
+                self.registered_boards[row.id] = board_from_row(row)
 
     def days_left(self, case: PublicCase, today: date | None = None) -> int | None:
         """Working days until the case is due; negative when overdue; None when closed."""
@@ -159,3 +170,24 @@ def board_profile(board: Board) -> dict[str, Any]:
         "brightness": [list(b) for b in board.brightness],
         "title": board.title,
     }
+
+
+def board_from_row(row: BoardRow) -> Board:
+    """A board staff registered, rebuilt from its stored profile (see board_profile)."""
+    p = row.profile
+    brightness = tuple((str(a), int(b)) for a, b in p.get("brightness", []) or [])
+    return Board(
+        id=row.id,
+        town=row.town,
+        kind=str(p.get("kind", "led")),
+        name=str(p.get("name", "")),
+        width=int(p.get("width", 128)),
+        height=int(p.get("height", 32)),
+        color=str(p.get("color", "mono")),
+        font_size=int(p.get("font_size", 16)),
+        page_seconds=float(p.get("page_seconds", 6.0)),
+        scroll_speed=int(p.get("scroll_speed", 32)),
+        brightness=brightness or (("06:00", 100), ("20:00", 40)),
+        content=tuple(p.get("content", ("title", "stats", "cases", "notices"))),
+        title=str(p.get("title", "")),
+    )

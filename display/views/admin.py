@@ -31,7 +31,6 @@ from display.context import Context, board_profile, board_token_hash
 from display.domain import CLOSED_STAGES, SHANGHAI, STAGES, Notice, PublicCase, now_utc
 from display.privacy import highlight_segments, redact
 from display.settings import SLUG_RE, Board, Town
-from display.store.base import BoardRow
 from display.web import ctx_of, render
 
 log = logging.getLogger("yizheng.admin")
@@ -780,43 +779,6 @@ class BoardView:
     source: str  # config | registered
     last_seen: datetime | None
     online: bool
-
-
-def board_from_row(row: BoardRow) -> Board:
-    """A board staff registered, rebuilt from its stored profile."""
-    p = row.profile
-    brightness = tuple((str(a), int(b)) for a, b in p.get("brightness", []) or [])
-    return Board(
-        id=row.id,
-        town=row.town,
-        kind=str(p.get("kind", "led")),
-        name=str(p.get("name", "")),
-        width=int(p.get("width", 128)),
-        height=int(p.get("height", 32)),
-        color=str(p.get("color", "mono")),
-        font_size=int(p.get("font_size", 16)),
-        page_seconds=float(p.get("page_seconds", 6.0)),
-        scroll_speed=int(p.get("scroll_speed", 32)),
-        brightness=brightness or (("06:00", 100), ("20:00", 40)),
-        content=tuple(p.get("content", ("title", "stats", "cases", "notices"))),
-        title=str(p.get("title", "")),
-    )
-
-
-async def load_registered_boards(ctx: Context) -> list[Board]:
-    """Put the boards staff registered (stored, not in the config) into the context.
-
-    Meant for start-up; returns the boards it added.
-    """
-    added = []
-    configured = {b.id for b in ctx.settings.boards}
-    for row in await ctx.store.boards():
-        if row.id in configured or row.profile.get("registered") is not True:
-            continue
-        board = board_from_row(row)
-        ctx.registered_boards[board.id] = board
-        added.append(board)
-    return added
 
 
 async def board_views(ctx: Context, user: Staff) -> list[BoardView]:
