@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +33,9 @@ INLINE_MAX_PIXELS = 128 * 64
 HEARTBEAT_SECONDS = 15.0
 
 
-class _Problem(Exception):
+class BoardProblem(Exception):
+    """A request for a board's output that gets an error answer (status, message)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -43,10 +46,6 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={"cache-control": NO_CACHE})
 
 
-def ctx_of_board_token(request: Request, board: Board) -> bool:
-    return bool(request.app.state.ctx.board_token_ok(board.id, presented_token(request)))
-
-
 def presented_token(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
@@ -54,28 +53,45 @@ def presented_token(request: Request) -> str | None:
     return request.query_params.get("token") or None
 
 
-async def _board(request: Request) -> tuple[Board, FrameCache, RenderedBoard]:
+@dataclass(frozen=True)
+class BoardRequest:
+    board: Board
+    frames: FrameCache
+    rendered: RenderedBoard
+    #: None: the board has no token; True: the request carried it; False: it did not.
+    token_ok: bool | None
+
+
+async def resolve_board(request: Request) -> BoardRequest:
+    """The board a request for an LED output (or the board's stream) is about, its
+    rendering, and whether the board itself asked. Raises BoardProblem."""
     ctx = request.app.state.ctx
     board: Board | None = ctx.board(request.path_params["board"])
     if board is None or board.kind != "led":
-        raise _Problem(404, "未找到该显示屏")
+        raise BoardProblem(404, "未找到该显示屏")
     frames: FrameCache | None = getattr(ctx, "frames", None)
     if frames is None:
-        raise _Problem(503, "显示屏服务尚未启动，请稍后再试")
+        raise BoardProblem(503, "显示屏服务尚未启动，请稍后再试")
     # A board with a token is "online" only when the board itself asks (its token in
     # `Authorization: Bearer` or `?token=`, for controllers that cannot set headers);
     # anyone may still look at its public pages. A wrong token is refused.
-    ok = ctx.board_token_ok(board.id, presented_token(request))
-    if ok is False and presented_token(request):
-        raise _Problem(401, "显示屏令牌无效")
+    token = presented_token(request)
+    ok = ctx.board_token_ok(board.id, token)
+    if ok is False and token:
+        raise BoardProblem(401, "显示屏令牌无效")
     if ok is not False:
         ctx.board_seen(board.id)
     try:
         rendered = await frames.get(board.id)
     except Exception:
         log.exception("LED board %s: first render failed", board.id)
-        raise _Problem(503, "暂时无法生成画面，请稍后再试") from None
-    return board, frames, rendered
+        raise BoardProblem(503, "暂时无法生成画面，请稍后再试") from None
+    return BoardRequest(board, frames, rendered, ok)
+
+
+async def _board(request: Request) -> tuple[Board, FrameCache, RenderedBoard]:
+    r = await resolve_board(request)
+    return r.board, r.frames, r.rendered
 
 
 def _page(request: Request, rendered: RenderedBoard) -> LedPage:
@@ -84,7 +100,7 @@ def _page(request: Request, rendered: RenderedBoard) -> LedPage:
         return page_at(rendered, now_utc())
     n = len(rendered.pages)
     if not raw.isdigit() or int(raw) >= n:
-        raise _Problem(400, f"页码无效：page 应为 0 到 {n - 1} 之间的整数")
+        raise BoardProblem(400, f"页码无效：page 应为 0 到 {n - 1} 之间的整数")
     return rendered.pages[int(raw)]
 
 
@@ -125,7 +141,7 @@ def _guard(handler: Any) -> Any:
         try:
             response: Response = await handler(request)
             return response
-        except _Problem as p:
+        except BoardProblem as p:
             return _error(p.status, p.message)
 
     wrapped.__name__ = handler.__name__
@@ -164,7 +180,7 @@ async def frame_bin(request: Request) -> Response:
     board, frames, rendered = await _board(request)
     fmt = request.query_params.get("format") or ("mono1" if board.color == "mono" else "rgb565")
     if fmt not in RAW_FORMATS:
-        raise _Problem(400, "格式无效：format 应为 mono1、rgb565 或 rgb888")
+        raise BoardProblem(400, "格式无效：format 应为 mono1、rgb565 或 rgb888")
     page = _page(request, rendered)
     body = frames.encoded(rendered.board_id, page.index, fmt)
     headers = _page_headers(rendered, page)
@@ -228,7 +244,8 @@ async def pages_json(request: Request) -> Response:
 
 @_guard
 async def player(request: Request) -> Response:
-    board, _frames, rendered = await _board(request)
+    asked = await resolve_board(request)
+    board, rendered = asked.board, asked.rendered
     env = getattr(request.app.state, "templates", None)
     assets = env.globals.get("asset_version") if env is not None else None
     etag = f'"{rendered.version}-{assets() if callable(assets) else "0"}.html"'
@@ -236,7 +253,7 @@ async def player(request: Request) -> Response:
         return _send(request, None, "text/html", etag)
     page = page_at(rendered, now_utc())
     # A player opened with its token keeps sending it, so the board shows as online.
-    token = presented_token(request) if ctx_of_board_token(request, board) else None
+    token = presented_token(request) if asked.token_ok else None
     response = render(
         request, "led/board.html", board=board, rendered=rendered, page=page, token=token
     )

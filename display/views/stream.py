@@ -93,26 +93,14 @@ def frames_changed(hub: Hub) -> Callable[[str, RenderedBoard], Awaitable[None]]:
 
 
 async def board_events(request: Request) -> Response:
-    ctx = ctx_of(request)
-    board = ctx.board(request.path_params["board"])
-    if board is None or board.kind != "led":
-        return _error(404, "未找到该显示屏")
-    frames = ctx.frames
-    if frames is None:
-        return _error(503, "显示屏服务尚未启动，请稍后再试")
-    # As for the LED outputs: a board with a token is online only when it presents it.
-    from display.views.led import presented_token
+    from display.views.led import BoardProblem, resolve_board
 
-    token_ok = ctx.board_token_ok(board.id, presented_token(request))
-    if token_ok is False and presented_token(request):
-        return _error(401, "显示屏令牌无效")
-    if token_ok is not False:
-        ctx.board_seen(board.id)
+    ctx = ctx_of(request)
     try:
-        await frames.get(board.id)
-    except Exception:
-        log.exception("LED board %s: first render failed", board.id)
-        return _error(503, "暂时无法生成画面，请稍后再试")
+        asked = await resolve_board(request)
+    except BoardProblem as p:
+        return _error(p.status, p.message)
+    board, frames = asked.board, asked.frames
     held = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     sse = ctx.settings.sse
     board_id = board.id
@@ -128,7 +116,7 @@ async def board_events(request: Request) -> Response:
         scope_key=board_scope(board_id),
         prelude=prelude,
         heartbeat=sse.heartbeat,
-        on_tick=(lambda: ctx.board_seen(board_id)) if token_ok is not False else None,
+        on_tick=(lambda: ctx.board_seen(board_id)) if asked.token_ok is not False else None,
         https=ctx.settings.https,
     )
 
