@@ -645,13 +645,27 @@ class RowMemory:
         #: Rows skipped during the current pull.
         self.skipped = 0
 
-    @staticmethod
-    def prefix(where: str, titles: Sequence[str]) -> bytes:
-        """What a row's digest also covers: its file and the title rows above it."""
-        return repr((where, tuple(titles))).encode()
+    def keys(
+        self,
+        rows: Sequence[tuple[int, Sequence[object]]],
+        id_index: int,
+        where: str,
+        titles: Sequence[str],
+    ) -> list[tuple[str, bytes] | None]:
+        """(case number, keyed digest) of each row, or None for a row never skipped."""
+        nos = [cell_text(c[id_index]) if id_index < len(c) else "" for _, c in rows]
+        # A case listed twice in one file keeps its last row: never skip either of them.
+        counts = collections.Counter(nos)
+        # What a row's digest also covers: its file and the title rows above it.
+        prefix = repr((where, tuple(titles))).encode()
+        return [
+            (no, self._digest(prefix + repr(list(cells)).encode()))
+            if no and counts[no] == 1
+            else None
+            for (_, cells), no in zip(rows, nos, strict=True)
+        ]
 
-    def digest(self, prefix: bytes, cells: Sequence[object]) -> bytes:
-        raw = prefix + repr(list(cells)).encode()
+    def _digest(self, raw: bytes) -> bytes:
         return hashlib.blake2b(raw, key=self._key, digest_size=16).digest()
 
     def known(self, case_no: str, digest: bytes) -> bool:
@@ -693,42 +707,13 @@ def _read_rows(
     records: list[CaseRecord] = []
     rejected: list[Rejected] = []
     first_data = start + span + 1  # row number of the first data row
+    data: Iterable[tuple[int, Sequence[object]]] = (r for r in rows if r[0] >= first_data)
+    keys: Iterable[tuple[str, bytes] | None] = itertools.repeat(None)
     if memory is not None:
-        return _read_remembered(rows, first_data, reader, columns, memory, where, titles)
-    for rowno, cells in rows:
-        if rowno < first_data:
-            continue
-        result = reader.read(cells, rowno)
-        if result is None:
-            continue
-        if isinstance(result, Rejected):
-            rejected.append(result)
-        else:
-            records.append(result)
-    return records, rejected
-
-
-def _read_remembered(
-    rows: Iterable[tuple[int, Sequence[object]]],
-    first_data: int,
-    reader: _RowReader,
-    columns: Mapping[str, Column],
-    memory: RowMemory,
-    where: str,
-    titles: Sequence[str],
-) -> tuple[list[CaseRecord], list[Rejected]]:
-    """Like the plain loop, but rows delivered before, unchanged, are skipped."""
-    id_index = columns["source_id"].index
-    data = [(n, cells) for n, cells in rows if n >= first_data]
-    nos = [cell_text(cells[id_index]) if id_index < len(cells) else "" for _, cells in data]
-    # A case listed twice in one file keeps its last row: never skip either of them.
-    counts = collections.Counter(nos)
-    prefix = memory.prefix(where, titles)
-    records: list[CaseRecord] = []
-    rejected: list[Rejected] = []
-    for (rowno, cells), no in zip(data, nos, strict=True):
-        digest = memory.digest(prefix, cells) if no and counts[no] == 1 else None
-        if digest is not None and memory.known(no, digest):
+        data = list(data)
+        keys = memory.keys(data, columns["source_id"].index, where, titles)
+    for (rowno, cells), key in zip(data, keys, strict=False):
+        if key is not None and memory is not None and memory.known(*key):
             memory.skipped += 1
             continue
         result = reader.read(cells, rowno)
@@ -738,8 +723,8 @@ def _read_remembered(
             rejected.append(result)
         else:
             records.append(result)
-            if digest is not None:
-                memory.remember(no, digest)
+            if key is not None and memory is not None:
+                memory.remember(*key)
     return records, rejected
 
 
