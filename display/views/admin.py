@@ -526,6 +526,30 @@ async def notices(request: Request, user: Staff) -> Response:
     )
 
 
+async def editor_page(
+    request: Request,
+    user: Staff,
+    draft: Draft,
+    notice: Notice | None,
+    *,
+    show_errors: bool = False,
+    status: int = 200,
+) -> Response:
+    """The notice editor with its redaction and board previews."""
+    ctx = ctx_of(request)
+    return page(
+        request,
+        "admin/notice_edit.html",
+        user,
+        status_code=status,
+        draft=draft,
+        notice=notice,
+        show_errors=show_errors,
+        **await preview_context(ctx, draft),
+        choices=my_towns(ctx, user),
+    )
+
+
 async def notice_new(request: Request, user: Staff) -> Response:
     ctx = ctx_of(request)
     if request.method == "GET":
@@ -550,16 +574,7 @@ async def notice_new(request: Request, user: Staff) -> Response:
                 await require(request, town=town)
             form = NoticeForm(town=town or (mine[0].slug if mine else None))
         draft = check_notice(ctx, user, form)
-        return page(
-            request,
-            "admin/notice_edit.html",
-            user,
-            draft=draft,
-            notice=None,
-            show_errors=False,
-            **await preview_context(ctx, draft),
-            choices=my_towns(ctx, user),
-        )
+        return await editor_page(request, user, draft, None)
     form = read_notice_form(await request.form())
     await require(request, town=form.town)
     if form.case_no:
@@ -583,16 +598,7 @@ async def notice_edit(request: Request, user: Staff) -> Response:
         draft = check_notice(
             ctx, user, form_of(notice), notice_id=notice.id, created_by=notice.created_by
         )
-        return page(
-            request,
-            "admin/notice_edit.html",
-            user,
-            draft=draft,
-            notice=notice,
-            show_errors=False,
-            **await preview_context(ctx, draft),
-            choices=my_towns(ctx, user),
-        )
+        return await editor_page(request, user, draft, notice)
     if notice.withdrawn_at is not None:
         return page(
             request,
@@ -626,17 +632,8 @@ async def _save_or_preview(
         ctx, user, form, notice_id=old.id if old else 0, created_by=old.created_by if old else None
     )
     if action != "publish" or draft.errors:
-        return page(
-            request,
-            "admin/notice_edit.html",
-            user,
-            status_code=400 if action == "publish" else 200,
-            draft=draft,
-            notice=old,
-            show_errors=True,
-            **await preview_context(ctx, draft),
-            choices=my_towns(ctx, user),
-        )
+        status = 400 if action == "publish" else 200
+        return await editor_page(request, user, draft, old, show_errors=True, status=status)
     saved = await ctx.store.save_notice(draft.notice)
     detail = f"{town_name(ctx, saved.town)}｜{saved.title}"
     if saved.urgent:
