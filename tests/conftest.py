@@ -13,10 +13,10 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +26,8 @@ from starlette.applications import Starlette
 from display.app import create_app
 from display.settings import Settings, parse
 from feeds.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+T = TypeVar("T")
 
 PUSH_SECRET = "test-push-secret-0123456789"
 
@@ -216,6 +218,31 @@ async def read_sse(
 
     await asyncio.wait_for(run(), limit)
     return events
+
+
+async def all_cases(client: httpx.AsyncClient, base: str) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = (await client.get(f"{base}/api/v1/cases?limit=500")).json()[
+        "cases"
+    ]
+    return cases
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
+    *,
+    tries: int = 100,
+    delay: float = 0.1,
+) -> T:
+    """Call `fetch` until `ok(result)` (a feed's first pull, a case arriving); the last
+    result either way, for the caller's own assertions."""
+    result = await fetch()
+    for _ in range(tries):
+        if ok(result):
+            break
+        await asyncio.sleep(delay)
+        result = await fetch()
+    return result
 
 
 def chromium_path() -> str | None:

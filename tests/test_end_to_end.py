@@ -12,7 +12,7 @@ import httpx
 from display.app import create_app
 from display.settings import Settings
 from feeds.simulator import Simulator
-from tests.conftest import case_record, push_records, read_sse, serve_app
+from tests.conftest import all_cases, case_record, poll_until, push_records, read_sse, serve_app
 
 
 async def test_simulator_stage_change_reaches_sse_subscriber(
@@ -34,11 +34,7 @@ async def test_simulator_stage_change_reaches_sse_subscriber(
         app = create_app(settings)
         async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
             # The first pull lands every simulated case.
-            for _ in range(100):
-                cases = (await client.get(f"{base}/api/v1/cases?limit=500")).json()["cases"]
-                if len(cases) >= 12:
-                    break
-                await asyncio.sleep(0.1)
+            cases = await poll_until(lambda: all_cases(client, base), lambda c: len(c) >= 12)
             assert len(cases) >= 12
             target = next(c for c in cases if c["stage"] in ("registered", "assigned"))
             seen_stage: list[str] = []

@@ -7,7 +7,6 @@ deliberately blunt: it searches raw bytes, not parsed fields.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,15 @@ import openpyxl
 
 from display.app import create_app
 from display.settings import Settings
-from tests.conftest import case_record, push_records, read_sse, serve_app, settings_dict
+from tests.conftest import (
+    all_cases,
+    case_record,
+    poll_until,
+    push_records,
+    read_sse,
+    serve_app,
+    settings_dict,
+)
 
 # Values that must never appear anywhere public or stored.
 NAME = "欧阳兴九"
@@ -132,11 +139,9 @@ async def test_personal_data_never_reaches_storage_or_public_outputs(tmp_path: P
         )
         assert r.status_code == 400
         assert_clean("push error answer", r.text)
-        for _ in range(100):
-            ledger_case = await client.get(f"{base}/api/v1/cases/LS2026-0201")
-            if ledger_case.status_code == 200:
-                break
-            await asyncio.sleep(0.1)
+        ledger_case = await poll_until(
+            lambda: client.get(f"{base}/api/v1/cases/LS2026-0201"), lambda r: r.status_code == 200
+        )
         assert ledger_case.status_code == 200
 
         outputs: dict[str, str] = {}
@@ -207,11 +212,7 @@ async def test_open311_requesters_never_reach_public_outputs(tmp_path: Path) -> 
         )
         app = create_app(settings)
         async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
-            for _ in range(100):
-                got = (await client.get(f"{base}/api/v1/cases?limit=500")).json()["cases"]
-                if len(got) >= 60:
-                    break
-                await asyncio.sleep(0.1)
+            got = await poll_until(lambda: all_cases(client, base), lambda c: len(c) >= 60)
             assert len(got) >= 60
             texts = [json.dumps(got, ensure_ascii=False)]
             for path in [
@@ -280,11 +281,9 @@ async def test_a_failing_feed_logs_and_stores_its_error_without_personal_data(
         app = create_app(settings)
         async with serve_app(app):
             ctx = app.state.ctx
-            for _ in range(100):
-                states = await ctx.store.feed_states()
-                if states and states[0].last_error:
-                    break
-                await asyncio.sleep(0.1)
+            states = await poll_until(
+                ctx.store.feed_states, lambda st: bool(st and st[0].last_error)
+            )
             assert states and states[0].last_error
             stored = states[0].last_error
     logged = capfd.readouterr().err
@@ -370,11 +369,9 @@ async def test_json_api_requesters_never_reach_public_outputs(tmp_path: Path) ->
         )
         app = create_app(settings)
         async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
-            for _ in range(100):
-                r = await client.get(f"{base}/api/v1/cases/JA-2")
-                if r.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
+            r = await poll_until(
+                lambda: client.get(f"{base}/api/v1/cases/JA-2"), lambda r: r.status_code == 200
+            )
             assert r.status_code == 200
             texts = [r.text]
             for path in [
