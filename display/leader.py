@@ -27,7 +27,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-import asyncpg
+from display.store.postgres import PostgresFeedLock
 
 if TYPE_CHECKING:
     from display.context import Context
@@ -42,66 +42,6 @@ class FeedLock(Protocol):
     async def try_acquire(self) -> bool: ...
     async def held(self) -> bool: ...
     async def release(self) -> None: ...
-
-
-class PostgresFeedLock:
-    """A session-level advisory lock on a connection of its own (not the pool's: a
-    pooled connection would hand the lock to whoever borrows it next)."""
-
-    def __init__(self, url: str, purpose: str = "feeds", timeout: float = 5.0) -> None:
-        self.url = url
-        self.purpose = purpose
-        self.timeout = timeout
-        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
-        self._key = (0, 0)
-        self._held = False
-
-    async def try_acquire(self) -> bool:
-        from display.store.postgres import lock_key
-
-        try:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(self.url, timeout=self.timeout)
-                schema = await self._conn.fetchval("SELECT current_schema()")
-                self._key = lock_key(str(schema), self.purpose)
-            got = await self._conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", *self._key, timeout=self.timeout
-            )
-        except Exception as e:  # any failure of the session means: not the leader
-            log.warning("feed lock: database not reachable (%s)", type(e).__name__)
-            await self._drop()
-            return False
-        self._held = bool(got)
-        return self._held
-
-    async def held(self) -> bool:
-        """The lock lives as long as its session: ask the session whether it is alive."""
-        if not self._held or self._conn is None or self._conn.is_closed():
-            self._held = False
-            return False
-        try:
-            await self._conn.fetchval("SELECT 1", timeout=self.timeout)
-        except Exception:  # a session that cannot answer may have lost the lock
-            await self._drop()
-            return False
-        return True
-
-    async def release(self) -> None:
-        if self._conn is not None and not self._conn.is_closed() and self._held:
-            with contextlib.suppress(Exception):
-                await self._conn.fetchval(
-                    "SELECT pg_advisory_unlock($1, $2)", *self._key, timeout=self.timeout
-                )
-        await self._drop()
-
-    async def _drop(self) -> None:
-        self._held = False
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
-            try:
-                await asyncio.wait_for(conn.close(), self.timeout)
-            except Exception:
-                conn.terminate()
 
 
 class FileFeedLock:
