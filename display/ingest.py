@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import operator
 import secrets
 from collections.abc import Mapping
 from datetime import date, timedelta
@@ -25,13 +26,14 @@ from display.domain import (
 )
 from display.privacy import is_sensitive, prepare_hints, redact
 from display.settings import Settings
-from display.store.base import CaseChange, IngestCounts, Store
+from display.store.base import CaseChange, IngestCounts, Store, encode_case
 from display.workdays import WorkCalendar
 from feeds.record import Batch, CaseRecord, RecordError, Rejected
 
 log = logging.getLogger("yizheng.ingest")
 
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CaseRecord))
+#: All of a record's fields as one tuple, in one C call (the fingerprint's input).
+_record_values = operator.attrgetter(*(f.name for f in dataclasses.fields(CaseRecord)))
 
 #: Batches larger than this are prepared in a worker thread.
 THREAD_THRESHOLD = 200
@@ -110,11 +112,16 @@ class Ingestor:
             on_time=on_time,
         )
 
-    def change(self, rec: CaseRecord, today: date | None = None) -> CaseChange:
+    def change(
+        self, rec: CaseRecord, today: date | None = None, *, feed: str | None = None
+    ) -> CaseChange:
+        """The public copy of `rec` with its redacted notes; with `feed`, also its
+        stored and announced encoding (see CaseChange.encoded)."""
         case = self.public_case(rec, today=today)
+        encoded = encode_case(feed, rec.source_id, case) if feed is not None else None
         if case.sensitive:
             # A sensitive case shows its category and stage only; notes are free text.
-            return CaseChange(source_id=rec.source_id, case=case)
+            return CaseChange(source_id=rec.source_id, case=case, encoded=encoded)
         notes = tuple(
             TimelineEntry(
                 at=n.at, stage=n.stage or case.stage, note=redact(n.text, rec.hints).text or None
@@ -122,7 +129,7 @@ class Ingestor:
             for n in rec.notes
             if n.text
         )
-        return CaseChange(source_id=rec.source_id, case=case, notes=notes)
+        return CaseChange(source_id=rec.source_id, case=case, notes=notes, encoded=encoded)
 
     async def ingest(self, feed: str, batch: Batch) -> IngestCounts:
         """Store one batch, its quarantine and its cursor in one transaction.
@@ -168,7 +175,7 @@ class Ingestor:
                 skipped += 1
                 continue
             try:
-                changes.append(self.change(rec, today))
+                changes.append(self.change(rec, today, feed=feed))
             except RecordError as e:
                 rejected.append(Rejected(rec.source_id, str(e)))
                 continue
@@ -187,7 +194,7 @@ class Ingestor:
         anywhere, so the digest cannot be tested against guessed names or phone
         numbers; digests live in this process's memory only and die with it.
         """
-        raw = repr((tuple(getattr(rec, f) for f in _RECORD_FIELDS), today.isoformat())).encode()
+        raw = repr((_record_values(rec), today.isoformat())).encode()
         return hashlib.blake2b(raw, key=self._fp_key, digest_size=16).digest()
 
     # FeedSink protocol (feeds.runner) -----------------------------------------

@@ -27,7 +27,8 @@ from display.store.sql import SqlConn, SqlStore, split_sql
 T = TypeVar("T")
 
 
-def _sql(text: str) -> str:
+def sqlite_schema(text: str) -> str:
+    """A migration file in SQLite's dialect."""
     return text.replace("/*AUTOINCREMENT*/", "AUTOINCREMENT")
 
 
@@ -155,7 +156,7 @@ class SqliteStore(SqlStore):
             for name, text in migration_files():
                 if name in done:
                     continue
-                for statement in split_sql(_sql(text)):
+                for statement in split_sql(sqlite_schema(text)):
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, ts(now_utc())))
                 applied.append(name)
