@@ -63,6 +63,10 @@ class Redacted:
         return bool(self.spans)
 
 
+# A candidate span: (start, end, kind, replacement). A plain tuple rather than a dataclass
+# because a line makes several of them and a frozen dataclass costs far more to build.
+_Cand = tuple[int, int, str, str]
+
 # --------------------------------------------------------------------------- numbers
 
 # Government service hotlines, printed on every notice; never personal.
@@ -241,8 +245,12 @@ _NOT_NAMES = frozenset(
     ).split()
 )
 
-_SURNAME_ALT = "|".join(COMPOUND_SURNAMES) + "|[" + SINGLE_SURNAMES + "]"
-_SURNAME_AT_RE = re.compile("(?=(" + _SURNAME_ALT + "))")
+# Every character that can start a surname. A plain character class lets the regex engine
+# skip ahead quickly; which surname starts there is then read off the text (a compound one
+# first, as in 欧阳娜娜).
+_SURNAME_START_RE = re.compile(
+    "[" + re.escape("".join(sorted(set(SINGLE_SURNAMES) | {s[0] for s in COMPOUND_SURNAMES}))) + "]"
+)
 _HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
 _VERB_RE = re.compile(
     "|".join(sorted(_VERBS, key=len, reverse=True))
@@ -261,6 +269,7 @@ _BOUNDARY = frozenset(
     "今去多住从到给让为是就都还说称反来投诉咨询要请希提申建认介告表0123456789"
 )
 _LIST_JOINERS = frozenset("、和与及跟同")
+_JOINERS_AND_COMMAS = _LIST_JOINERS | frozenset(",，")
 _OPEN_LEFT = frozenset(
     " \t\u3000,，.。、;；:：!！?？()（）“”\"'《》【】[]-—…0123456789"
     "的村镇乡区组社街路巷室栋楼元某和与跟同给对向找叫问请是"
@@ -357,19 +366,28 @@ def _name_at(
     return -1
 
 
-@dataclass(frozen=True)
-class _Cand:
-    start: int
-    end: int
-    kind: str
-    replacement: str
+def _surnames_in(text: str) -> list[tuple[int, str]]:
+    """Where a surname starts, and which: every position, so overlapping ones are kept."""
+    positions = []
+    for m in _SURNAME_START_RE.finditer(text):
+        start = m.start()
+        two = text[start : start + 2]
+        if two in _COMPOUND_SET:
+            positions.append((start, two))
+        elif two[0] in _SINGLE_SET:
+            positions.append((start, two[0]))
+    return positions
 
 
 def _name_spans(text: str, out: list[_Cand]) -> None:
+    positions = _surnames_in(text)
+    if not positions:
+        return
     trigger_ends = {m.end() for m in _TRIGGER_RE.finditer(text)}
-    positions = [(m.start(), m.group(1)) for m in _SURNAME_AT_RE.finditer(text)]
     found: dict[int, int] = {}
     list_starts: set[int] = set()
+    # Only a list joiner can let a name found in one round mark another in the next.
+    has_joiner = not _JOINERS_AND_COMMAS.isdisjoint(text)
     # A second round catches the earlier names of a list: 张伟、李娜反映.
     for _ in range(3):
         before = len(found)
@@ -384,8 +402,8 @@ def _name_spans(text: str, out: list[_Cand]) -> None:
                 surname = surname[0]
             if end > 0:
                 found[start] = end
-                out.append(_Cand(start + len(surname), end, "name", NAME_MASK))
-        if len(found) == before or not any(c in _LIST_JOINERS or c in ",，" for c in text):
+                out.append((start + len(surname), end, "name", NAME_MASK))
+        if len(found) == before or not has_joiner:
             break
         list_starts = set(found)
 
@@ -427,57 +445,87 @@ def _enumeration_spans(text: str, out: list[_Cand]) -> None:
             continue
         pos = s
         for item, slen in zip(items, lengths, strict=True):
-            out.append(_Cand(pos + slen, pos + len(item), "name", NAME_MASK))
+            out.append((pos + slen, pos + len(item), "name", NAME_MASK))
             pos += len(item) + 1
 
 
-def _number_spans(text: str, out: list[_Cand]) -> None:
-    for m in _ID18_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
-    for m in _ID15_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
-    for m in _ID_LIKE_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "id_number", NUMBER_MASK))
-    for m in _BANK_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "bank_card", NUMBER_MASK))
-    for m in _LONG_DIGITS_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "bank_card", NUMBER_MASK))
-    for m in _MOBILE_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "phone", NUMBER_MASK))
-    for m in _LANDLINE_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "landline", NUMBER_MASK))
-    for m in _PHONE_LABEL_RE.finditer(text):
-        number = "".join(c for c in m.group(1) if c in _ALNUM_DIGITS)
-        if number in PUBLIC_NUMBERS or (number[:3] in ("400", "800") and len(number) == 10):
-            continue  # 12345 热线, 12388 举报电话: public service numbers, not personal
-        digits = len(number)
-        kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
-        out.append(_Cand(m.start(1), m.end(1), kind, NUMBER_MASK))
-    for m in _QQ_RE.finditer(text):
-        out.append(_Cand(m.start(1), m.end(1), "qq", NUMBER_MASK))
-    for m in _WECHAT_RE.finditer(text):
-        out.append(_Cand(m.start(1), m.end(1), "wechat", NUMBER_MASK))
+# Cheap tests that let `_number_spans` and `_address_spans` skip whole passes. Each pass
+# below names the test that guards it and why no match is possible without it. `\d` is
+# Unicode-aware here exactly as in the rules, so the guards see the same digits they do.
+_DIGIT_RE = re.compile(r"\d")
+_DIGITS3_RE = re.compile(r"\d{3}")
+_DIGITS12_RE = re.compile(r"\d{12}")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+
+
+def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
+    # Every rule up to _QQ_RE needs a digit; all but _PHONE_LABEL_RE need three in a row
+    # (the mobile prefix 1[3-9]\d and the landline area code 0\d{2,3} are the shortest).
+    run3 = has_digit and _DIGITS3_RE.search(text) is not None
+    # The 15- and 18-character IDs and the leftover long numbers need twelve in a row.
+    run12 = run3 and _DIGITS12_RE.search(text) is not None
+    if run3:
+        for m in _ID18_RE.finditer(text):
+            out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
+    if run12:
+        for m in _ID15_RE.finditer(text):
+            out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
+        for m in _ID_LIKE_RE.finditer(text):
+            out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
+    if run3:
+        for m in _BANK_RE.finditer(text):
+            out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
+    if run12:
+        for m in _LONG_DIGITS_RE.finditer(text):
+            out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
+    if run3:
+        for m in _MOBILE_RE.finditer(text):
+            out.append((m.start(), m.end(), "phone", NUMBER_MASK))
+        for m in _LANDLINE_RE.finditer(text):
+            out.append((m.start(), m.end(), "landline", NUMBER_MASK))
+    if has_digit:
+        for m in _PHONE_LABEL_RE.finditer(text):
+            number = "".join(c for c in m.group(1) if c in _ALNUM_DIGITS)
+            if number in PUBLIC_NUMBERS or (number[:3] in ("400", "800") and len(number) == 10):
+                continue  # 12345 热线, 12388 举报电话: public service numbers, not personal
+            digits = len(number)
+            kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
+            out.append((m.start(1), m.end(1), kind, NUMBER_MASK))
+    if run3:
+        for m in _QQ_RE.finditer(text):
+            out.append((m.start(1), m.end(1), "qq", NUMBER_MASK))
+    # A WeChat ID and a plate both need a Latin letter or digit. The plate needs a Latin
+    # letter after the province; the WeChat labels are 微信 or begin with w, v, W or V.
+    latin = _LATIN_RE.search(text) is not None
+    if latin or (has_digit and "微信" in text):
+        for m in _WECHAT_RE.finditer(text):
+            out.append((m.start(1), m.end(1), "wechat", NUMBER_MASK))
     if "@" in text:
         for m in _EMAIL_RE.finditer(text):
-            out.append(_Cand(m.start(), m.end(), "email", NUMBER_MASK))
-    for m in _PLATE_RE.finditer(text):
-        out.append(_Cand(m.start(1), m.end(1), "plate", NUMBER_MASK))
+            out.append((m.start(), m.end(), "email", NUMBER_MASK))
+    if latin:
+        for m in _PLATE_RE.finditer(text):
+            out.append((m.start(1), m.end(1), "plate", NUMBER_MASK))
 
 
-def _address_spans(text: str, out: list[_Cand]) -> None:
-    for m in _ADDRESS_RE.finditer(text):
-        first = m.group(1)
-        if first.endswith("号") and not first.endswith(("号楼", "号院")) and not m.group(2):
-            before = text[m.start() - 1] if m.start() else ""
-            if before in "月第" or _DATE_AFTER_HAO_RE.match(text, m.end()):
-                continue
-            if m.end() < len(text) and text[m.end()] in _NOT_ADDRESS_AFTER_HAO:
-                continue
-        out.append(_Cand(m.start(), m.end(), "address", _DIGITS_IN_RE.sub(NAME_MASK, m.group(0))))
-    for m in _CN_GROUP_RE.finditer(text):
-        out.append(_Cand(m.start(), m.end(), "address", NAME_MASK + m.group(0)[-1]))
-    for m in _DOOR_LABEL_RE.finditer(text):
-        out.append(_Cand(m.start(1), m.end(1), "address", NAME_MASK))
+def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
+    # House numbers and the 门牌 label need a digit; 三组 and 十二社 need 组 or 社.
+    if has_digit:
+        for m in _ADDRESS_RE.finditer(text):
+            first = m.group(1)
+            if first.endswith("号") and not first.endswith(("号楼", "号院")) and not m.group(2):
+                before = text[m.start() - 1] if m.start() else ""
+                if before in "月第" or _DATE_AFTER_HAO_RE.match(text, m.end()):
+                    continue
+                if m.end() < len(text) and text[m.end()] in _NOT_ADDRESS_AFTER_HAO:
+                    continue
+            out.append((m.start(), m.end(), "address", _DIGITS_IN_RE.sub(NAME_MASK, m.group(0))))
+    if "组" in text or "社" in text:
+        for m in _CN_GROUP_RE.finditer(text):
+            out.append((m.start(), m.end(), "address", NAME_MASK + m.group(0)[-1]))
+    if has_digit:
+        for m in _DOOR_LABEL_RE.finditer(text):
+            out.append((m.start(1), m.end(1), "address", NAME_MASK))
 
 
 # --------------------------------------------------------------------------- hints
@@ -538,10 +586,10 @@ def _hint_spans(text: str, hints: Iterable[str] | PreparedHints, out: list[_Cand
             _name_hint(text, needle, out)
         elif kind == "place":
             for i in _find_all(text, needle):
-                out.append(_Cand(i, i + len(needle), "hint", HINT_PLACE_MASK))
+                out.append((i, i + len(needle), "hint", HINT_PLACE_MASK))
         else:
             for i in _find_all(text, needle):
-                out.append(_Cand(i, i + len(needle), "hint", NAME_MASK))
+                out.append((i, i + len(needle), "hint", NAME_MASK))
 
 
 def _digit_hint(text: str, digits: str, out: list[_Cand]) -> None:
@@ -550,38 +598,45 @@ def _digit_hint(text: str, digits: str, out: list[_Cand]) -> None:
         positions = [m.start() + i for i, c in enumerate(run) if c in _ALNUM_DIGITS]
         only = "".join(c for c in run if c in _ALNUM_DIGITS)
         for k in _find_all(only, digits):
-            out.append(_Cand(positions[k], positions[k + len(digits) - 1] + 1, "hint", "***"))
+            out.append((positions[k], positions[k + len(digits) - 1] + 1, "hint", "***"))
 
 
 def _name_hint(text: str, hint: str, out: list[_Cand]) -> None:
     slen = 2 if hint[:2] in _COMPOUND_SET and len(hint) > 2 else 1
     given = hint[slen:]
     for i in _find_all(text, hint):
-        out.append(_Cand(i + slen, i + len(hint), "hint", NAME_MASK))
+        out.append((i + slen, i + len(hint), "hint", NAME_MASK))
     # The given name alone (兴九) is as identifying as the full name; a one-character
     # given name alone is not removed, it is an ordinary character too often.
     if len(given) >= 2:
         for i in _find_all(text, given):
-            out.append(_Cand(i, i + len(given), "hint", NAME_MASK))
+            out.append((i, i + len(given), "hint", NAME_MASK))
 
 
 # --------------------------------------------------------------------------- assembly
 
 
-def _merge(cands: list[_Cand]) -> list[Span]:
-    cands.sort(key=lambda c: (c.start, -c.end))
-    spans: list[Span] = []
+def _merge(cands: list[_Cand]) -> list[_Cand]:
+    # The sort is stable, so among findings with the same start and end the first one
+    # found keeps its label: the order of the detectors in `redact` matters.
+    cands.sort(key=_start_then_longest)
+    spans: list[_Cand] = []
     for c in cands:
-        if c.end <= c.start:
+        start, end = c[0], c[1]
+        if end <= start:
             continue
-        if spans and c.start < spans[-1].end:
+        if spans and start < spans[-1][1]:
             last = spans[-1]
-            if c.end > last.end:
+            if end > last[1]:
                 # Partly overlapping findings: cover both, keep the first one's label.
-                spans[-1] = Span(last.start, c.end, last.kind, last.replacement)
+                spans[-1] = (last[0], end, last[2], last[3])
             continue
-        spans.append(Span(c.start, c.end, c.kind, c.replacement))
+        spans.append(c)
     return spans
+
+
+def _start_then_longest(c: _Cand) -> tuple[int, int]:
+    return (c[0], -c[1])
 
 
 def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
@@ -593,8 +648,9 @@ def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
     """
     norm = normalize(text)
     cands: list[_Cand] = []
-    _number_spans(norm, cands)
-    _address_spans(norm, cands)
+    has_digit = _DIGIT_RE.search(norm) is not None
+    _number_spans(norm, cands, has_digit)
+    _address_spans(norm, cands, has_digit)
     _name_spans(norm, cands)
     if "、" in norm:
         _enumeration_spans(norm, cands)
@@ -604,12 +660,12 @@ def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
     spans = _merge(cands)
     parts: list[str] = []
     pos = 0
-    for s in spans:
-        parts.append(norm[pos : s.start])
-        parts.append(s.replacement)
-        pos = s.end
+    for start, end, _kind, replacement in spans:
+        parts.append(norm[pos:start])
+        parts.append(replacement)
+        pos = end
     parts.append(norm[pos:])
-    return Redacted("".join(parts), tuple(spans))
+    return Redacted("".join(parts), tuple(Span(*s) for s in spans))
 
 
 def highlight_segments(text: str, redacted: Redacted) -> list[tuple[str, str | None]]:
