@@ -171,6 +171,16 @@ def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
 # --- feeds ---------------------------------------------------------------------------
 
 
+def _print_progress(done: int, total: int) -> None:
+    """Ingest's progress on a long batch (a 100,000-row ledger takes many seconds)."""
+    if total >= PROGRESS_MIN:
+        print(f"  prepared {done:,} / {total:,} record(s)", file=sys.stderr, flush=True)
+
+
+#: Batches smaller than this finish too fast for progress lines to help.
+PROGRESS_MIN = 20_000
+
+
 def _print_counts(counts: Any, reasons: Sequence[tuple[str | None, str]]) -> None:
     print(
         "new {new}, changed {changed}, unchanged {unchanged}, withdrawn {withdrawn}, "
@@ -224,7 +234,7 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
                     return 1
                 finally:
                     await adapter.aclose()
-                counts = await ctx.ingestor.ingest(args.name, batch)
+                counts = await ctx.ingestor.ingest(args.name, batch, _print_progress)
                 _print_counts(counts.as_dict(), counts.reasons)
                 return 0
             print(f"running feed {args.name} every {feed.interval:g} s (Ctrl+C to stop)")
@@ -300,7 +310,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                 flush=True,
             )
             batch.cursor = None
-            counts = await ctx.ingestor.ingest(args.feed, batch)
+            counts = await ctx.ingestor.ingest(args.feed, batch, _print_progress)
             _print_counts(counts.as_dict(), counts.reasons)
             return 0
         finally:

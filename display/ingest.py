@@ -13,7 +13,7 @@ import hashlib
 import logging
 import operator
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 
 from display.domain import (
@@ -37,6 +37,12 @@ _record_values = operator.attrgetter(*(f.name for f in dataclasses.fields(CaseRe
 
 #: Batches larger than this are prepared in a worker thread.
 THREAD_THRESHOLD = 200
+
+#: How often (in records) `ingest` reports its progress.
+PROGRESS_EVERY = 10_000
+
+#: progress(records prepared, records in the batch)
+Progress = Callable[[int, int], None]
 
 #: Fingerprints of stored records kept in memory (about 150 bytes each).
 MAX_FINGERPRINTS = 500_000
@@ -131,19 +137,24 @@ class Ingestor:
         )
         return CaseChange(source_id=rec.source_id, case=case, notes=notes, encoded=encoded)
 
-    async def ingest(self, feed: str, batch: Batch) -> IngestCounts:
+    async def ingest(
+        self, feed: str, batch: Batch, progress: Progress | None = None
+    ) -> IngestCounts:
         """Store one batch, its quarantine and its cursor in one transaction.
 
         A record identical to the one this process last stored from the same feed
         is counted unchanged without being redacted again (see `_fingerprint`).
+        `progress(done, total)` is called every PROGRESS_EVERY records while the
+        batch is prepared (from a worker thread for a large batch), and once more
+        with done == total when it is; the store write follows.
         """
         today = local_date(now_utc())
         if len(batch.records) > THREAD_THRESHOLD:
             # Redacting a large ledger takes seconds of CPU: off the event loop, so the
             # screens' streams and pages keep being served meanwhile.
-            prepared = await asyncio.to_thread(self._prepare, feed, batch, today)
+            prepared = await asyncio.to_thread(self._prepare, feed, batch, today, progress)
         else:
-            prepared = self._prepare(feed, batch, today)
+            prepared = self._prepare(feed, batch, today, progress)
         changes, rejected, skipped, prints = prepared
         counts = await self.store.apply_cases(feed, changes, rejected, batch.cursor)
         counts.unchanged += skipped + batch.unchanged
@@ -158,7 +169,7 @@ class Ingestor:
         return counts
 
     def _prepare(
-        self, feed: str, batch: Batch, today: date
+        self, feed: str, batch: Batch, today: date, progress: Progress | None = None
     ) -> tuple[list[CaseChange], list[Rejected], int, dict[str, bytes]]:
         """The public copies of a batch's records, skipping those known unchanged."""
         changes: list[CaseChange] = []
@@ -167,7 +178,10 @@ class Ingestor:
         last = {rec.source_id: i for i, rec in enumerate(batch.records)}
         skipped = 0
         prints: dict[str, bytes] = {}
+        total = len(batch.records)
         for i, rec in enumerate(batch.records):
+            if progress is not None and i and i % PROGRESS_EVERY == 0:
+                progress(i, total)
             if last[rec.source_id] != i:
                 continue
             fp = self._fingerprint(rec, today)
@@ -180,6 +194,8 @@ class Ingestor:
                 rejected.append(Rejected(rec.source_id, str(e)))
                 continue
             prints[rec.source_id] = fp
+        if progress is not None:
+            progress(total, total)
         return changes, rejected, skipped, prints
 
     def forget(self) -> None:

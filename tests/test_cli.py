@@ -53,7 +53,7 @@ def test_every_command_has_help_text() -> None:
                 assert action.help, f"{sub.prog} {action.option_strings} has no help"
 
 
-def _toml(tmp_path: Path) -> Path:
+def _toml(tmp_path: Path, ledger: Path | None = None) -> Path:
     data = settings_dict(tmp_path)
     lines = [
         f'secret_key = "{data["secret_key"]}"',
@@ -68,6 +68,8 @@ def _toml(tmp_path: Path) -> Path:
         'kind = "webhook"',
         'secret = "test-push-secret-0123456789"',
     ]
+    if ledger is not None:
+        lines += ["[[feeds]]", 'name = "ledger"', 'kind = "ledger"', f'path = "{ledger}"']
     path = tmp_path / "yizheng.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -219,3 +221,57 @@ def test_user_add_with_password_on_stdin_then_reset(tmp_path: Path) -> None:
         actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
     assert "argon2" in hashed and "another long password" not in hashed
     assert actions == ["user.add", "user.reset"]
+
+
+LEDGER_HEADER = "受理编号,诉求人,联系电话,诉求内容,所属镇(街道),诉求类型,办理状态,受理时间"
+
+
+def test_import_prints_counts_progress_and_reasons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`yizheng import`: counts with reasons, exit 0 even with quarantined rows, 1 when
+    the file cannot be read as a ledger, progress on long batches, no personal data."""
+    import display.cli
+    import display.ingest
+
+    ledgers = tmp_path / "ledgers"
+    ledgers.mkdir()
+    path = ledgers / "台账.csv"
+    rows = [
+        LEDGER_HEADER,
+        "LC-1,王建国,13812345678,反映王建国家门前路灯损坏,龙市镇,基础设施,办理中,2026-03-05",
+        "LC-2,李秀英,13987654321,咨询医保缴费时间,黄家镇,政策咨询,已登记,2026/3/6",
+        "LC-3,张志强,13700001111,反映垃圾清运不及时,龙市镇,环境卫生,已办结,2026年3月7日",
+        "LC-4,刘丽华,13600002222,反映水管破裂,火星镇,基础设施,办理中,2026-03-08",
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="gbk")
+    config = _toml(tmp_path, ledger=ledgers)
+    monkeypatch.setattr(display.cli, "PROGRESS_MIN", 1)
+    monkeypatch.setattr(display.ingest, "PROGRESS_EVERY", 2)
+
+    assert main(["--config", str(config), "import", str(path), "--feed", "ledger"]) == 0
+    out = capsys.readouterr()
+    assert "new 3, changed 0, unchanged 0, withdrawn 0, quarantined 1" in out.out
+    assert "quarantined LC-4: 所属镇(街道)：未知乡镇" in out.out
+    assert "prepared 2 / 3 record(s)" in out.err and "prepared 3 / 3 record(s)" in out.err
+    for secret in ("王建国", "13812345678", "李秀英", "刘丽华", "13600002222"):
+        assert secret not in out.out + out.err
+
+    # A second import of the same file (a new process would be the same) changes nothing.
+    assert main(["--config", str(config), "import", str(path), "--feed", "ledger"]) == 0
+    assert "new 0, changed 0, unchanged 3, withdrawn 0, quarantined 1" in capsys.readouterr().out
+
+    # A file that is no ledger at all: the source could not be read, exit 1.
+    junk = ledgers / "照片.csv"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    assert main(["--config", str(config), "import", str(junk), "--feed", "ledger"]) == 1
+    assert "could not be read" in capsys.readouterr().err
+
+    # Usage errors: exit 2 with the reason.
+    assert (
+        main(["--config", str(config), "import", str(tmp_path / "nope.csv"), "--feed", "ledger"])
+        == 2
+    )
+    assert "is not a file" in capsys.readouterr().err
+    assert main(["--config", str(config), "import", str(path), "--feed", "push"]) == 2
+    assert "import needs a ledger feed" in capsys.readouterr().err
