@@ -172,7 +172,7 @@ _VERBS = (
 ]
 # Short words that follow names (张三在家, 李四于3月, 王五系本村村民) but also follow
 # ordinary words (分管领导在, 及时收集于); not enough after a surname that is also a word.
-_SOFT_VERB_RE = re.compile(r"在|于|系|因|说|讲|等")
+_SOFT_VERBS = frozenset("在于系因说讲等")
 # Words before a name: roles and labels (村民何小红, 诉求人：王某某, 书记颜复环).
 _TRIGGERS = (
     "村民 居民 群众 农户 农民 市民 诉求人 投诉人 申请人 反映人 来电人 来访人 举报人 求助人 "
@@ -252,13 +252,21 @@ _SURNAME_START_RE = re.compile(
     "[" + re.escape("".join(sorted(set(SINGLE_SURNAMES) | {s[0] for s in COMPOUND_SURNAMES}))) + "]"
 )
 _HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
-_VERB_RE = re.compile(
-    "|".join(sorted(_VERBS, key=len, reverse=True))
-    # 张三（男，45岁）; 张三，你家...; 张三，微信...; 张三等8户
-    + r"|[,，(（][ ]?[男女][,，)）、0-9]|[(（]化名"
-    + r"|[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)"
-    + r"|等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])"
+# Markers after a name besides the words of _VERBS: 张三（男，45岁）; 张三（化名）;
+# 张三，你家...; 张三，微信...; 张三等8户.
+_VERB_PATTERNS = (
+    r"[,，(（][ ]?[男女][,，)）、0-9]",
+    r"[(（]化名",
+    r"[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)",
+    r"等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])",
 )
+_VERB_RE = re.compile("|".join([*sorted(_VERBS, key=len, reverse=True), *_VERB_PATTERNS]))
+# The characters a match of _HON_RE or _VERB_RE can start with. Most positions tried hold
+# none of them, and a set lookup is far cheaper than a regex match that tries every word.
+# _VERB_PATTERNS_FIRST must list the first character of each of _VERB_PATTERNS.
+_VERB_PATTERNS_FIRST = ",，(（等"
+_HON_FIRST = frozenset(w[0] for w in _HONORIFICS)
+_VERB_FIRST = frozenset(w[0] for w in _VERBS) | frozenset(_VERB_PATTERNS_FIRST)
 _TRIGGER_RE = re.compile(
     "(?:" + "|".join(sorted(_TRIGGERS, key=len, reverse=True)) + r")[ \t\u3000]*[:：]?[ \t\u3000]*"
 )
@@ -291,9 +299,19 @@ def _given_ok(text: str, start: int, length: int) -> bool:
 
 
 def _is_boundary(text: str, pos: int) -> bool:
-    if pos >= len(text) or text[pos] in _BOUNDARY:
+    if pos >= len(text):
         return True
-    return bool(_HON_RE.match(text, pos) or _VERB_RE.match(text, pos))
+    c = text[pos]
+    return (
+        c in _BOUNDARY
+        or (c in _HON_FIRST and _HON_RE.match(text, pos) is not None)
+        or (c in _VERB_FIRST and _VERB_RE.match(text, pos) is not None)
+    )
+
+
+def _may_start_given(c: str) -> bool:
+    """Whether a given name may start with `c`: the first test of `_given_ok`."""
+    return _CJK_LO <= c <= _CJK_HI and c not in _STOP_FIRST_SET
 
 
 # Words that follow a one-character surname in category names (道路交通诉求: 路 is a
@@ -306,22 +324,27 @@ _NOT_GIVEN = frozenset(
 )
 
 
-def _not_a_word(text: str, start: int, end: int) -> bool:
-    return text[start:end] not in _NOT_NAMES
-
-
 def _name_at(
     text: str, start: int, surname: str, trigger_ends: set[int], list_starts: set[int]
 ) -> int:
     """The end of a name whose surname starts at `start`, or -1 when none is marked there."""
+    n = len(text)
     g0 = start + len(surname)
-    if g0 >= len(text) or _HON_RE.match(text, g0):
+    # Every way to a name below needs a one- or two-character given name starting at g0,
+    # and both start with the test of _may_start_given: when it fails, nothing is found.
+    if g0 >= n or not _may_start_given(text[g0]):
+        return -1
+    c0 = text[g0]
+    if c0 in _HON_FIRST and _HON_RE.match(text, g0):
         return -1  # 李大哥, 王女士: no given name to remove
     weak = len(surname) == 1 and surname in WEAK_SURNAMES
     if (
         weak
-        and text[g0] in _SINGLE_SET
-        and (text[g0] not in WEAK_SURNAMES or _HON_RE.match(text, g0 + 1))
+        and c0 in _SINGLE_SET
+        and (
+            c0 not in WEAK_SURNAMES
+            or (g0 + 1 < n and text[g0 + 1] in _HON_FIRST and _HON_RE.match(text, g0 + 1))
+        )
     ):
         # 和张大爷, 向李大哥, 和王明说: the surname is the next character, not this one.
         return -1
@@ -330,30 +353,35 @@ def _name_at(
     open_left = start == 0 or text[start - 1] in _OPEN_LEFT or start in trigger_ends
     if weak and not open_left:
         return -1
+    # The given name: the first character passed _may_start_given above (_given_ok).
+    c1 = text[g0 + 1] if g0 + 1 < n else ""
     ok2 = (
-        _given_ok(text, g0, 2)
-        and _not_a_word(text, start, g0 + 2)
+        c1 != ""
+        and _CJK_LO <= c1 <= _CJK_HI
+        and c1 not in _STOP_ANY_SET
+        and text[start : g0 + 2] not in _NOT_NAMES
         # 道路交通诉求: 路 is a surname, but 交通 is a word, not a given name.
         and text[g0 : g0 + 2] not in _NOT_GIVEN
         # 司机李师傅: a word, then the next person's surname.
-        and not (text[g0 + 1] in _SINGLE_SET and text[start : g0 + 1] in _NOT_NAMES)
+        and not (c1 in _SINGLE_SET and text[start : g0 + 1] in _NOT_NAMES)
     )
     # 王家, 李家: a family, not a one-character given name.
-    ok1 = _given_ok(text, g0, 1) and text[g0] != "家" and _not_a_word(text, start, g0 + 1)
+    ok1 = c0 != "家" and text[start : g0 + 1] not in _NOT_NAMES
     for glen, ok in ((2, ok2), (1, ok1)):
         if not ok:
             continue
         end = g0 + glen
-        if _HON_RE.match(text, end):
+        if end >= n:
+            continue  # no marker after the end of the text, and no list goes on from it
+        c = text[end]
+        if c in _HON_FIRST and _HON_RE.match(text, end):
             return end
         if glen == 2 and text.startswith(_WEAK_HONORIFICS, end):
             return end
-        if _VERB_RE.match(text, end) or _SOFT_VERB_RE.match(text, end):
+        if c in _SOFT_VERBS or (c in _VERB_FIRST and _VERB_RE.match(text, end)):
             return end
-        if end + 1 in list_starts and end < len(text):
-            joiner = text[end]
-            if joiner in _LIST_JOINERS or (joiner in ",，" and open_left):
-                return end  # 张伟、李娜反映; 王建国，李秀英夫妇
+        if end + 1 in list_starts and (c in _LIST_JOINERS or (c in ",，" and open_left)):
+            return end  # 张伟、李娜反映; 王建国，李秀英夫妇
     if start in trigger_ends:
         if ok2 and _is_boundary(text, g0 + 2):
             return g0 + 2
@@ -367,14 +395,23 @@ def _name_at(
 
 
 def _surnames_in(text: str) -> list[tuple[int, str]]:
-    """Where a surname starts, and which: every position, so overlapping ones are kept."""
+    """Where a surname starts that may begin a name, and which surname it is.
+
+    Every position is tried, so overlapping surnames are kept. A position is left out when
+    no given name can start after its surname (nor after the first character of a compound
+    one): `_name_at` would return -1 there whatever the context.
+    """
     positions = []
+    n = len(text)
     for m in _SURNAME_START_RE.finditer(text):
         start = m.start()
+        if start + 1 >= n:
+            break  # a surname at the very end has no given name after it
         two = text[start : start + 2]
         if two in _COMPOUND_SET:
-            positions.append((start, two))
-        elif two[0] in _SINGLE_SET:
+            if (start + 2 < n and _may_start_given(text[start + 2])) or _may_start_given(two[1]):
+                positions.append((start, two))
+        elif two[0] in _SINGLE_SET and _may_start_given(two[1]):
             positions.append((start, two[0]))
     return positions
 
@@ -393,6 +430,14 @@ def _name_spans(text: str, out: list[_Cand]) -> None:
         before = len(found)
         for start, surname in positions:
             if start in found:
+                continue
+            # After the first round, a position that failed before can only succeed
+            # through the list rule of `_name_at`: a name found that starts just after the
+            # joiner that follows this name. A surname of one or two characters and a given
+            # name of one or two put that start at start + 3, 4 or 5.
+            if list_starts and not (
+                start + 3 in list_starts or start + 4 in list_starts or start + 5 in list_starts
+            ):
                 continue
             end = _name_at(text, start, surname, trigger_ends, list_starts)
             if end < 0 and len(surname) == 2 and text.startswith(NAME_MASK, start + 2):
