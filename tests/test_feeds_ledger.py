@@ -762,3 +762,18 @@ async def test_a_changed_file_delivers_only_its_changed_rows_once_stored(tmp_pat
     for no, digest in adapter.memory._known.items():
         assert no.startswith("A") and len(digest) == 16
         assert NAME.encode() not in digest and PHONE.encode() not in digest
+
+
+async def test_text_moved_between_cells_is_a_change(tmp_path: Path) -> None:
+    """Row digests encode the cells one-to-one: text moving across a cell boundary
+    (村 …石燕村 | 诉求类型 基础设施 → 石燕 | 村基础设施) is a changed row, not a skip."""
+    path = write(tmp_path / "a.csv", csv_bytes([HEADER, row("A1"), row("A2")]))
+    adapter = LedgerAdapter("ledger", {"path": str(path)}, TOWNS)
+    first = await adapter.pull(None)
+    adapter.committed()
+    moved = row("A2", **{"村(社区)": "石燕", "诉求类型": "村基础设施"})
+    write(path, csv_bytes([HEADER, row("A1"), moved]))
+    set_mtime(path, 1_700_000_500)
+    second = await adapter.pull(first.cursor)
+    assert ids(second) == ["A2"] and second.unchanged == 1
+    assert (second.records[0].village, second.records[0].category) == ("石燕", "村基础设施")
