@@ -298,6 +298,37 @@ async def test_stats_and_channels(store: Store) -> None:
     assert (await store.stats("longshi", since=T0 + timedelta(days=1))).received == 1
 
 
+async def test_stats_events_of_several_towns_match_each_towns_stats(store: Store) -> None:
+    """A batch touching several towns counts them in one grouped scan; each town's
+    `stats` event must equal what `stats(town)` says, zeros included."""
+    cs = [
+        case("1", channel="来访", stage="in_progress", overdue=True),
+        case("2", channel=None, stage="resolved", on_time=True, resolved_at=T0),
+        case("3", town="huangjia", channel="网络", supervised=True),
+        case("4", town="huangjia", stage="replied", outcome="planned", resolved_at=T0),
+        case("5", town="shuangfeng", satisfaction="satisfied", stage="verified"),
+    ]
+    await store.apply_cases("f", [change(c) for c in cs], [], None)
+    # Then every huangjia case is withdrawn, in a batch that touches longshi too.
+    later = [
+        case("1", channel="来访", stage="resolved", on_time=False, resolved_at=T0),
+        case("3", town="huangjia", withdrawn=True),
+        case("4", town="huangjia", withdrawn=True),
+    ]
+    _, before = await store.event_bounds()
+    first = {e.town for e in await store.events_after(0, 10_000) if e.kind == "stats"}
+    assert first == {"longshi", "huangjia", "shuangfeng"}
+    await store.apply_cases("f", [change(c) for c in later], [], None)
+    events = await store.events_after(before, 10_000)
+    stats = {e.town: json.loads(e.data) for e in events if e.kind == "stats"}
+    assert set(stats) == {"longshi", "huangjia"}
+    for town, data in stats.items():
+        assert town is not None
+        expected = json.loads(json.dumps((await store.stats(town)).to_json()))
+        assert data == expected, town
+    assert stats["huangjia"]["received"] == 0 and stats["longshi"]["resolved"] == 2
+
+
 async def test_open_trend(store: Store) -> None:
     await store.apply_cases(
         "f",
