@@ -245,12 +245,6 @@ _NOT_NAMES = frozenset(
     ).split()
 )
 
-# Every character that can start a surname. A plain character class lets the regex engine
-# skip ahead quickly; which surname starts there is then read off the text (a compound one
-# first, as in 欧阳娜娜).
-_SURNAME_START_RE = re.compile(
-    "[" + re.escape("".join(sorted(set(SINGLE_SURNAMES) | {s[0] for s in COMPOUND_SURNAMES}))) + "]"
-)
 _HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
 # Markers after a name besides the words of _VERBS: 张三（男，45岁）; 张三（化名）;
 # 张三，你家...; 张三，微信...; 张三等8户.
@@ -394,6 +388,36 @@ def _name_at(
     return -1
 
 
+def _cjk_class_without(excluded: frozenset[str]) -> str:
+    """A regex character class of the CJK block of `_given_ok` minus `excluded`."""
+    ranges: list[str] = []
+    first = -1
+    for cp in range(ord(_CJK_LO), ord(_CJK_HI) + 2):
+        keep = cp <= ord(_CJK_HI) and chr(cp) not in excluded
+        if keep and first < 0:
+            first = cp
+        elif not keep and first >= 0:
+            ranges.append(chr(first) if cp - 1 == first else f"{chr(first)}-{chr(cp - 1)}")
+            first = -1
+    return "[" + "".join(ranges) + "]"
+
+
+_COMPOUND_FIRST = frozenset(s[0] for s in COMPOUND_SURNAMES)
+# A surname that may begin a name, found by the regex engine rather than by a Python loop
+# over every character. The first alternative is exact: a single surname that cannot start
+# a compound one, followed by a character that passes _may_start_given. The second takes
+# every character that can start a compound surname, for `_surnames_in` to check.
+_SURNAME_RE = re.compile(
+    "["
+    + re.escape("".join(sorted(frozenset(SINGLE_SURNAMES) - _COMPOUND_FIRST)))
+    + "](?="
+    + _cjk_class_without(_STOP_FIRST_SET)
+    + ")|["
+    + re.escape("".join(sorted(_COMPOUND_FIRST)))
+    + "]"
+)
+
+
 def _surnames_in(text: str) -> list[tuple[int, str]]:
     """Where a surname starts that may begin a name, and which surname it is.
 
@@ -403,8 +427,12 @@ def _surnames_in(text: str) -> list[tuple[int, str]]:
     """
     positions = []
     n = len(text)
-    for m in _SURNAME_START_RE.finditer(text):
+    for m in _SURNAME_RE.finditer(text):
         start = m.start()
+        first = m.group()
+        if first not in _COMPOUND_FIRST:
+            positions.append((start, first))  # checked in full by the regex
+            continue
         if start + 1 >= n:
             break  # a surname at the very end has no given name after it
         two = text[start : start + 2]
