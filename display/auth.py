@@ -1,9 +1,10 @@
 """Staff accounts, sessions, CSRF tokens, roles and login throttling.
 
 Sessions are signed cookies (itsdangerous) that name the user, carry the CSRF
-secret of the session and a fingerprint of the user's password hash, so that a
-password reset or a disabled account ends every session at once, in every
-process. Logging out also revokes the session id in this process.
+secret of the session and a fingerprint of the user's password hash and session
+epoch, so that a password reset or a disable ends every session at once, in
+every process, and an enable does not bring them back. Logging out also revokes
+the session id in this process.
 
 Roles: `admin` (accounts, boards, feeds, audit log, and everything county staff
 do), `county` (every town; supervision 督办), `town` (only the towns listed on the
@@ -45,8 +46,6 @@ SESSION_MAX_AGE = 12 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 NAME_RE = re.compile(r"^[\w.\-]{2,40}$")
-#: Marks a disabled account in its password hash (see `disabled_hash`).
-DISABLED_PREFIX = "!disabled:"
 
 _hasher = PasswordHasher()
 # Verified against when the name is unknown, so that a miss costs as much as a hit.
@@ -63,40 +62,9 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(bare_hash(password_hash), password)
+        return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-
-
-# The stored hash may carry a marker in front of the argon2 hash: "!disabled:NONCE!" for a
-# disabled account, "~NONCE~" for one re-enabled. Each disable or enable writes a new
-# nonce, so the session fingerprint (taken over the stored text) changes and sessions
-# from before never come back to life.
-_MARK_RE = re.compile(r"^(?:!disabled:[A-Za-z0-9_-]+!|~[A-Za-z0-9_-]+~)")
-
-
-def bare_hash(password_hash: str) -> str:
-    return _MARK_RE.sub("", password_hash, count=1)
-
-
-def disabled_hash(password_hash: str) -> str:
-    """The stored hash of a disabled account: unusable until re-enabled."""
-    return f"{DISABLED_PREFIX}{secrets.token_urlsafe(6)}!{bare_hash(password_hash)}"
-
-
-def enabled_hash(password_hash: str) -> str:
-    """The stored hash of a re-enabled account (same password, new session fingerprint)."""
-    if not is_disabled_hash(password_hash):
-        return password_hash
-    return f"~{secrets.token_urlsafe(6)}~{bare_hash(password_hash)}"
-
-
-def is_disabled_hash(password_hash: str) -> bool:
-    return password_hash.startswith(DISABLED_PREFIX)
-
-
-def is_disabled(row: UserRow) -> bool:
-    return row.disabled or is_disabled_hash(row.password_hash)
 
 
 def validate_password(password: str) -> str | None:
@@ -224,9 +192,11 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt="yizheng.admin.session")
 
 
-def fingerprint(password_hash: str) -> str:
-    """Changes when the password (or the disabled mark) changes; reveals nothing of it."""
-    return hashlib.sha256(b"yizheng-session:" + password_hash.encode()).hexdigest()[:16]
+def fingerprint(row: UserRow) -> str:
+    """Changes when the password changes and when the account is disabled or enabled
+    (its session epoch); reveals nothing of the hash."""
+    raw = f"yizheng-session:{row.session_epoch}:{row.password_hash}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _ctx_extra(request: Request) -> dict[str, Any]:
@@ -267,7 +237,7 @@ def new_session(user: UserRow | None = None) -> Session:
     return Session(
         csrf=secrets.token_urlsafe(24),
         user=user.name if user else None,
-        fingerprint=fingerprint(user.password_hash) if user else None,
+        fingerprint=fingerprint(user) if user else None,
         sid=secrets.token_urlsafe(12),
     )
 
@@ -349,9 +319,9 @@ async def current_user(request: Request) -> Staff | None:
         row = await request.app.state.ctx.store.get_user(session.user)
         if (
             row is not None
-            and not is_disabled(row)
+            and not row.disabled
             and session.fingerprint is not None
-            and hmac.compare_digest(session.fingerprint, fingerprint(row.password_hash))
+            and hmac.compare_digest(session.fingerprint, fingerprint(row))
         ):
             staff = Staff(name=row.name, role=row.role, towns=row.towns, session_id=session.sid)
     request.scope["yizheng.staff"] = staff
@@ -463,7 +433,7 @@ async def authenticate(request: Request, name: str, password: str) -> UserRow:
         minutes = max(1, (wait + 59) // 60)
         raise Throttled(f"登录失败次数过多，请约 {minutes} 分钟后再试", wait)
     row: UserRow | None = await request.app.state.ctx.store.get_user(name) if name else None
-    usable = row is not None and not is_disabled(row)
+    usable = row is not None and not row.disabled
     target = row.password_hash if row is not None and usable else _DUMMY_HASH
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     ok = await asyncio.to_thread(verify_password, target, password)

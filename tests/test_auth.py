@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from display import auth
 from display.app import create_app
 from display.settings import Settings
+from display.store.base import UserRow
 from tests.conftest import LiveServer, serve_app
 from tests.test_admin import PASSWORD, StaffClient, add_staff
 
@@ -24,14 +26,16 @@ def test_passwords_are_argon2_and_verify() -> None:
     assert not auth.verify_password("not a hash", "a-long-password")
 
 
-def test_disabled_marker_blocks_and_each_toggle_changes_the_fingerprint() -> None:
+def test_the_session_fingerprint_covers_the_password_and_the_epoch() -> None:
     h = auth.hash_password("a-long-password")
-    off = auth.disabled_hash(h)
-    assert auth.is_disabled_hash(off) and not auth.is_disabled_hash(h)
-    on = auth.enabled_hash(off)
-    assert not auth.is_disabled_hash(on)
-    assert auth.verify_password(on, "a-long-password")
-    assert len({auth.fingerprint(x) for x in (h, off, on, auth.enabled_hash(off))}) == 4
+    row = UserRow(1, "zhang", "town", ("longshi",), h, False, 0)
+    others = [
+        dataclasses.replace(row, password_hash=auth.hash_password("a-long-password")),
+        dataclasses.replace(row, session_epoch=1),  # disabled once, or disabled and enabled
+    ]
+    assert len({auth.fingerprint(r) for r in (row, *others)}) == 3
+    # The fingerprint is all a session carries of the account: nothing of the hash.
+    assert h not in auth.fingerprint(row) and len(auth.fingerprint(row)) == 16
 
 
 def test_validate_new_user(settings: Settings) -> None:
@@ -288,7 +292,7 @@ async def test_sessions_expire(live: LiveServer) -> None:
     await add_staff(live)
     row = await live.ctx.store.get_user("admin")
     assert row is not None
-    payload = {"c": "csrf", "u": "admin", "f": auth.fingerprint(row.password_hash), "s": "sid1"}
+    payload = {"c": "csrf", "u": "admin", "f": auth.fingerprint(row), "s": "sid1"}
 
     def signed(age: int) -> str:
         class Signer(TimestampSigner):

@@ -8,6 +8,7 @@ migrations started by two processes at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -21,13 +22,16 @@ import asyncpg
 import pytest
 
 from display.domain import Notice, PublicCase, TimelineEntry, now_utc
-from display.store.base import CaseChange, Event, Store
+from display.store.base import CaseChange, Event, Store, migration_files
 from display.store.postgres import PostgresStore, lock_key, pg_schema_sql
 from display.store.sqlite import SqliteStore
 from feeds.record import Rejected
 from tests.conftest import require_in_ci
 from tests.store_fixtures import (  # noqa: F401
+    BACKENDS,
     PG_BASE_URL,
+    open_backend,
+    pg_schema,
     pg_url_fixture,
     store_fixture,
     with_search_path,
@@ -517,8 +521,64 @@ async def test_users_and_audit_log(store: Store) -> None:
     assert [(r.actor, r.action) for r in log] == [("zhang", "notice.save"), ("admin", "user.add")]
     assert log[1].ip == "127.0.0.1" and log[1].at <= now_utc()
     assert len(await store.audit_log(limit=1)) == 1
+    # Disabling and enabling: the column, and a new session epoch each time.
+    await store.set_disabled("zhang", True)
+    off = await store.get_user("zhang")
+    assert off is not None and off.disabled and off.session_epoch == got.session_epoch + 1
+    await store.set_disabled("zhang", False)
+    on = await store.get_user("zhang")
+    assert on is not None and not on.disabled and on.session_epoch == got.session_epoch + 2
+    assert on.password_hash == "hash4"
     # Staff writes are not bus events.
     assert await all_events(store) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_version_1_disabled_marks_move_into_columns(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 1 marked a disabled account inside its password hash; migration 0002
+    moves the mark into `disabled` and a new session epoch, leaving the bare hash."""
+    import display.store.postgres
+    import display.store.sqlite
+    from display.auth import hash_password, verify_password
+
+    version_1 = [m for m in migration_files() if m[0] == "0001_initial"]
+    bare = hash_password("a-long-password")
+    legacy = {
+        "plain": bare,
+        "off": "!disabled:AbCd_-12!" + bare,  # "!disabled:" + token_urlsafe(6) + "!"
+        "back": "~Zz9-_xYw~" + bare,  # "~" + token_urlsafe(6) + "~": re-enabled
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            store = open_backend("sqlite", tmp_path / "v1.db")
+        else:
+            store = open_backend("postgres", await stack.enter_async_context(pg_schema()))
+        await store.open()
+        stack.push_async_callback(store.close)
+        with monkeypatch.context() as m:
+            m.setattr(display.store.sqlite, "migration_files", lambda: version_1)
+            m.setattr(display.store.postgres, "migration_files", lambda: version_1)
+            assert await store.migrate() == ["0001_initial"]
+        for name, stored in legacy.items():
+            await store._write(  # type: ignore[attr-defined]
+                lambda conn, name=name, stored=stored: conn.execute(
+                    "INSERT INTO users (name, role, towns, password_hash, created_at) "
+                    "VALUES (?, 'county', '', ?, '2026-01-01T00:00:00.000000Z')",
+                    (name, stored),
+                ),
+                notify=False,
+            )
+        assert await store.migrate() == ["0002_account_disabling"]
+        rows = {u.name: u for u in await store.list_users()}
+    assert {n: (u.disabled, u.session_epoch) for n, u in rows.items()} == {
+        "plain": (False, 0),
+        "off": (True, 1),
+        "back": (False, 1),
+    }
+    for u in rows.values():
+        assert u.password_hash == bare and verify_password(u.password_hash, "a-long-password")
 
 
 # --- backup (SQLite) --------------------------------------------------------------
@@ -572,7 +632,8 @@ async def test_concurrent_migrations_apply_once(pg_url: str) -> None:
         await s.open()
     try:
         results = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(results) == [[], [], ["0001_initial"]]
+        everything = [name for name, _ in migration_files()]
+        assert len(everything) >= 2 and sorted(results) == [[], [], everything]
     finally:
         for s in stores:
             await s.close()

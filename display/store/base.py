@@ -132,6 +132,8 @@ class UserRow:
     towns: tuple[str, ...]
     password_hash: str
     disabled: bool
+    #: Bumped by every disable and enable; part of the session fingerprint.
+    session_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,10 @@ class Store(Protocol):
     async def get_user(self, name: str) -> UserRow | None: ...
     async def list_users(self) -> list[UserRow]: ...
     async def set_password(self, name: str, password_hash: str) -> None: ...
+    async def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable or enable an account; either way its sessions end."""
+        ...
+
     async def audit(
         self, actor: str, action: str, target: str | None, detail: str | None, ip: str | None
     ) -> None: ...

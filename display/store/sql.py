@@ -75,7 +75,8 @@ def split_sql(text: str) -> list[str]:
 
 
 def user_from_row(r: Sequence[Any]) -> UserRow:
-    return UserRow(r[0], r[1], r[2], tuple(t for t in r[3].split(",") if t), r[4], bool(r[5]))
+    towns = tuple(t for t in r[3].split(",") if t)
+    return UserRow(r[0], r[1], r[2], towns, r[4], bool(r[5]), int(r[6]))
 
 
 UPSERT_CASE = (
@@ -85,7 +86,7 @@ UPSERT_CASE = (
 )
 INSERT_EVENT = "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)"
 SELECT_NOTICE = f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?"
-SELECT_USER = "SELECT id, name, role, towns, password_hash, disabled FROM users"
+SELECT_USER = "SELECT id, name, role, towns, password_hash, disabled, session_epoch FROM users"
 
 
 @functools.lru_cache(maxsize=64)
@@ -647,6 +648,15 @@ class SqlStore(ABC):
         async def run(conn: SqlConn) -> None:
             await conn.execute(
                 "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+            )
+
+        await self._write(run, notify=False)
+
+    async def set_disabled(self, name: str, disabled: bool) -> None:
+        async def run(conn: SqlConn) -> None:
+            await conn.execute(
+                "UPDATE users SET disabled = ?, session_epoch = session_epoch + 1 WHERE name = ?",
+                (int(disabled), name),
             )
 
         await self._write(run, notify=False)

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -1104,7 +1104,6 @@ async def users(request: Request, user: Staff) -> Response:
         errors=errors,
         form=form,
         roles=auth.ROLE_LABELS,
-        is_disabled=auth.is_disabled,
         min_password=auth.MIN_PASSWORD,
     )
 
@@ -1126,8 +1125,6 @@ async def user_action(request: Request, user: Staff) -> Response:
                 request, "admin/error.html", user, status_code=400, status=400, message=problem
             )
         hashed = await asyncio.to_thread(auth.hash_password, password)
-        if auth.is_disabled(row):
-            hashed = auth.disabled_hash(hashed)
         await ctx.store.set_password(name, hashed)
         await audit(request, user, "user.password", f"user:{name}")
         return done("/admin/users", "password")
@@ -1142,22 +1139,10 @@ async def user_action(request: Request, user: Staff) -> Response:
                 message="不能停用自己的账号",
             )
         disable = action == "disable"
-        await set_disabled(ctx, row.name, row.password_hash, disable)
+        await ctx.store.set_disabled(row.name, disable)
         await audit(request, user, f"user.{action}", f"user:{name}")
         return done("/admin/users", "disabled" if disable else "enabled")
     raise NotFound("未知操作")
-
-
-async def set_disabled(ctx: Context, name: str, password_hash: str, disabled: bool) -> None:
-    """Disable or enable an account; its sessions end (their fingerprint no longer matches)."""
-    native: Callable[[str, bool], Awaitable[None]] | None = getattr(ctx.store, "set_disabled", None)
-    if native is not None:
-        await native(name, disabled)
-    # Until the store offers set_disabled, the mark lives in the hash; with it, the mark
-    # still changes the session fingerprint, so no session outlives a disable.
-    new = auth.disabled_hash(password_hash) if disabled else auth.enabled_hash(password_hash)
-    if new != password_hash:
-        await ctx.store.set_password(name, new)
 
 
 async def account(request: Request, user: Staff) -> Response:
