@@ -20,7 +20,11 @@ _KEEP_RE = re.compile("([" + re.escape(_KEEP) + "\u3380-\u33ff])")
 
 def normalize(text: str) -> str:
     """NFKC, except for the Chinese punctuation and symbols listed in `_KEEP`."""
-    if text.isascii():
+    # Fast path: text already in NFKC comes back as it is. Below, NFKC is applied to
+    # substrings of it, and a substring of an NFKC string is itself in NFKC, so the result
+    # would be `text` again. The check stops at the first character NFKC would change
+    # (a comma ，, in most Chinese text), so it costs little when it fails.
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
         return text
     parts = _KEEP_RE.split(text)
     # split() with one capturing group alternates: text, kept char, text, kept char, ...

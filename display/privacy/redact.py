@@ -604,6 +604,7 @@ def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
 # --------------------------------------------------------------------------- hints
 
 _DIGIT_RUN_RE = re.compile(rf"\d(?:{_SEP}{{0,2}}\d)*")
+_NOT_ASCII_DIGITS_RE = re.compile(r"[^0-9]+")
 _ADMIN_UNIT_RE = re.compile(r"街道|社区|镇|乡|村")
 _ADDRESS_HINT_CHARS = frozenset("组号路街巷道栋幢单元室楼社区村镇乡弄苑院")
 _COMPOUND_SET = frozenset(COMPOUND_SURNAMES)
@@ -633,16 +634,16 @@ def _classify_hint(raw: str) -> tuple[str, str] | None:
     hint = normalize(raw).strip()
     if len(hint) < 2:
         return None  # a one-character hint would erase ordinary words
-    digits = "".join(c for c in hint if c in _ALNUM_DIGITS)
+    digits = _NOT_ASCII_DIGITS_RE.sub("", hint)
     if len(digits) >= 5 and len(digits) * 2 >= len(hint):
         return ("digits", digits)
     if (
-        all(_CJK_LO <= c <= _CJK_HI for c in hint)
-        and len(hint) <= 4
+        len(hint) <= 4
         and (hint[:2] in _COMPOUND_SET or hint[0] in _SINGLE_SET)
+        and all(_CJK_LO <= c <= _CJK_HI for c in hint)
     ):
         return ("name", hint)
-    if any(c in _ADDRESS_HINT_CHARS for c in hint):
+    if not _ADDRESS_HINT_CHARS.isdisjoint(hint):
         units = list(_ADMIN_UNIT_RE.finditer(hint))
         finer = hint[units[-1].end() :] if units else hint
         # 某村 and coarser stay on screen; only what lies below the village goes.
@@ -650,11 +651,14 @@ def _classify_hint(raw: str) -> tuple[str, str] | None:
     return ("text", hint)
 
 
-def _hint_spans(text: str, hints: Iterable[str] | PreparedHints, out: list[_Cand]) -> None:
+def _hint_spans(
+    text: str, hints: Iterable[str] | PreparedHints, out: list[_Cand], has_digit: bool
+) -> None:
     prepared = hints if isinstance(hints, PreparedHints) else prepare_hints(hints)
     for kind, needle in prepared:
         if kind == "digits":
-            _digit_hint(text, needle, out)
+            if has_digit:  # a digit hint is only ever found in a run of digits
+                _digit_hint(text, needle, out)
         elif kind == "name":
             _name_hint(text, needle, out)
         elif kind == "place":
@@ -668,6 +672,15 @@ def _hint_spans(text: str, hints: Iterable[str] | PreparedHints, out: list[_Cand
 def _digit_hint(text: str, digits: str, out: list[_Cand]) -> None:
     for m in _DIGIT_RUN_RE.finditer(text):
         run = m.group(0)
+        if len(run) < len(digits):
+            continue  # the run's ASCII digits are fewer still: the hint cannot be in it
+        if run.isascii() and run.isdigit():
+            # Nothing but ASCII digits: each digit's position is the run's start plus its
+            # index, so the positions need not be listed.
+            start = m.start()
+            for k in _find_all(run, digits):
+                out.append((start + k, start + k + len(digits), "hint", "***"))
+            continue
         positions = [m.start() + i for i, c in enumerate(run) if c in _ALNUM_DIGITS]
         only = "".join(c for c in run if c in _ALNUM_DIGITS)
         for k in _find_all(only, digits):
@@ -727,7 +740,8 @@ def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
     _name_spans(norm, cands)
     if "、" in norm:
         _enumeration_spans(norm, cands)
-    _hint_spans(norm, hints, cands)
+    if hints:  # an empty tuple or PreparedHints: nothing to look for
+        _hint_spans(norm, hints, cands, has_digit)
     if not cands:
         return Redacted(norm, ())
     spans = _merge(cands)
