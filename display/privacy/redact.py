@@ -139,6 +139,8 @@ _ADDRESS_RE = re.compile(
 )
 # 三组, 十二社 only straight after a village or community name.
 _CN_GROUP_RE = re.compile(r"(?:(?<=村)|(?<=社区))[一二三四五六七八九十]{1,3}(?:组|社)")
+# What every house number has: the last digit of its first number, then its first unit.
+_DIGIT_THEN_UNIT_RE = re.compile(r"\d" + _FIRST_UNIT)
 _DOOR_LABEL_RE = re.compile(r"门牌(?:号码|号)?" + _COLON + r"(\d{1,5}(?:-\d{1,5})?)")
 _DIGITS_IN_RE = re.compile(r"\d{1,5}(?:-\d{1,5})?")
 # A bare "12号" is a date after 月 and a document or line number after 第; and also a date
@@ -261,9 +263,14 @@ _VERB_RE = re.compile("|".join([*sorted(_VERBS, key=len, reverse=True), *_VERB_P
 _VERB_PATTERNS_FIRST = ",，(（等"
 _HON_FIRST = frozenset(w[0] for w in _HONORIFICS)
 _VERB_FIRST = frozenset(w[0] for w in _VERBS) | frozenset(_VERB_PATTERNS_FIRST)
+_TRIGGER_SPACE, _TRIGGER_COLON = " \t\u3000", ":："
 _TRIGGER_RE = re.compile(
-    "(?:" + "|".join(sorted(_TRIGGERS, key=len, reverse=True)) + r")[ \t\u3000]*[:：]?[ \t\u3000]*"
+    "(?:"
+    + "|".join(sorted(_TRIGGERS, key=len, reverse=True))
+    + f")[{_TRIGGER_SPACE}]*[{_TRIGGER_COLON}]?[{_TRIGGER_SPACE}]*"
 )
+# The last character of any match of _TRIGGER_RE: that of a word, a space or a colon.
+_TRIGGER_LAST = frozenset(w[-1] for w in _TRIGGERS) | frozenset(_TRIGGER_SPACE + _TRIGGER_COLON)
 # After a name, these characters end it; used to choose between a two- and a
 # three-character name when only a role word before it marks the name.
 _BOUNDARY = frozenset(
@@ -448,7 +455,13 @@ def _name_spans(text: str, out: list[_Cand]) -> None:
     positions = _surnames_in(text)
     if not positions:
         return
-    trigger_ends = {m.end() for m in _TRIGGER_RE.finditer(text)}
+    # `_name_at` asks only whether a role word ends where a surname starts. When no
+    # surname follows a character that can end one, the answer is always no: no scan.
+    trigger_ends: set[int] = set()
+    for start, _surname in positions:
+        if start and text[start - 1] in _TRIGGER_LAST:
+            trigger_ends = {m.end() for m in _TRIGGER_RE.finditer(text)}
+            break
     found: dict[int, int] = {}
     list_starts: set[int] = set()
     # Only a list joiner can let a name found in one round mark another in the next.
@@ -582,8 +595,9 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
 
 
 def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
-    # House numbers and the 门牌 label need a digit; 三组 and 十二社 need 组 or 社.
-    if has_digit:
+    # A house number needs a digit followed by a unit (12号, 3-2栋); the 门牌 label needs
+    # itself and a digit; 三组 and 十二社 need 组 or 社.
+    if has_digit and _DIGIT_THEN_UNIT_RE.search(text):
         for m in _ADDRESS_RE.finditer(text):
             first = m.group(1)
             if first.endswith("号") and not first.endswith(("号楼", "号院")) and not m.group(2):
@@ -596,7 +610,7 @@ def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
     if "组" in text or "社" in text:
         for m in _CN_GROUP_RE.finditer(text):
             out.append((m.start(), m.end(), "address", NAME_MASK + m.group(0)[-1]))
-    if has_digit:
+    if has_digit and "门牌" in text:
         for m in _DOOR_LABEL_RE.finditer(text):
             out.append((m.start(1), m.end(1), "address", NAME_MASK))
 
