@@ -545,37 +545,36 @@ def _enumeration_spans(text: str, out: list[_Cand]) -> None:
 # below names the test that guards it and why no match is possible without it. `\d` is
 # Unicode-aware here exactly as in the rules, so the guards see the same digits they do.
 _DIGIT_RE = re.compile(r"\d")
-_DIGITS3_RE = re.compile(r"\d{3}")
-_DIGITS12_RE = re.compile(r"\d{12}")
+_DIGIT_RUNS_RE = re.compile(r"\d+")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 
 
 def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
-    # Every rule up to _QQ_RE needs a digit; all but _PHONE_LABEL_RE need three in a row
-    # (the mobile prefix 1[3-9]\d and the landline area code 0\d{2,3} are the shortest).
-    run3 = has_digit and _DIGITS3_RE.search(text) is not None
-    # The 15- and 18-character IDs and the leftover long numbers need twelve in a row.
-    run12 = run3 and _DIGITS12_RE.search(text) is not None
-    if run3:
+    # The longest run of digits in a row. Each rule needs a run of some length: the
+    # comparisons below hold the shortest run that each can match.
+    longest = max(map(len, _DIGIT_RUNS_RE.findall(text))) if has_digit else 0
+    if longest >= 8:  # the date of birth, 19900101, even when the parts are spaced
         for m in _ID18_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
-    if run12:
+    if longest >= 15:
         for m in _ID15_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
+    if longest >= 17:
         for m in _ID_LIKE_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
-    if run3:
+    if longest >= 4:  # 6222 0212 3456 7890
         for m in _BANK_RE.finditer(text):
             out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
-    if run12:
+    if longest >= 12:
         for m in _LONG_DIGITS_RE.finditer(text):
             out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
-    if run3:
+    if longest >= 3:  # 138 1234 5678
         for m in _MOBILE_RE.finditer(text):
             out.append((m.start(), m.end(), "phone", NUMBER_MASK))
+    if longest >= 7:  # the local number after the area code
         for m in _LANDLINE_RE.finditer(text):
             out.append((m.start(), m.end(), "landline", NUMBER_MASK))
-    if has_digit:
+    if has_digit:  # digits may be spaced one by one after a label
         for m in _PHONE_LABEL_RE.finditer(text):
             number = "".join(c for c in m.group(1) if c in _ALNUM_DIGITS)
             if number in PUBLIC_NUMBERS or (number[:3] in ("400", "800") and len(number) == 10):
@@ -583,7 +582,7 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
             digits = len(number)
             kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
             out.append((m.start(1), m.end(1), kind, NUMBER_MASK))
-    if run3:
+    if longest >= 5:
         for m in _QQ_RE.finditer(text):
             out.append((m.start(1), m.end(1), "qq", NUMBER_MASK))
     # A WeChat ID and a plate both need a Latin letter or digit. The plate needs a Latin
