@@ -20,11 +20,13 @@ _KEEP_RE = re.compile("([" + re.escape(_KEEP) + "\u3380-\u33ff])")
 
 def normalize(text: str) -> str:
     """NFKC, except for the Chinese punctuation and symbols listed in `_KEEP`."""
-    # Fast path: text already in NFKC comes back as it is. Below, NFKC is applied to
-    # substrings of it, and a substring of an NFKC string is itself in NFKC, so the result
-    # would be `text` again. The check stops at the first character NFKC would change
-    # (a comma ，, in most Chinese text), so it costs little when it fails.
-    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+    if text.isascii():
+        return text
+    # Fast path for the usual case, text that needs no change. The parts NFKC is applied to
+    # below are substrings of the text with the kept characters taken out; when that text
+    # is in NFKC, so is each of its substrings, NFKC leaves every part as it is and the
+    # result would be `text` again.
+    if unicodedata.is_normalized("NFKC", _KEEP_RE.sub("", text)):
         return text
     parts = _KEEP_RE.split(text)
     # split() with one capturing group alternates: text, kept char, text, kept char, ...
