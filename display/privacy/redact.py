@@ -112,15 +112,24 @@ _LANDLINE_RE = re.compile(
     + _NOT_BEFORE_DIGIT
 )
 _COLON = r"[ \t\u3000]*[:：]?[ \t\u3000]*(?:是|为)?[ \t\u3000]*[:：]?[ \t\u3000]*"
+_PHONE_LABELS = ("电话", "手机", "座机", "固话", "联系方式", "号码", "tel", "phone")
 _PHONE_LABEL_RE = re.compile(
-    r"(?i:电话|手机|座机|固话|联系方式|号码|tel|phone)(?:号码|号)?"
+    "(?i:"
+    + "|".join(_PHONE_LABELS)
+    + ")(?:号码|号)?"
     + _COLON
     + rf"(\d(?:{_SEP}{{0,2}}\d){{4,}})"
     + _NOT_BEFORE_DIGIT
 )
-_QQ_RE = re.compile(r"(?i:qq|扣扣)(?:号码|号)?" + _COLON + r"(\d{5,12})" + _NOT_BEFORE_DIGIT)
+_QQ_LABELS = ("qq", "扣扣")
+_QQ_RE = re.compile(
+    "(?i:" + "|".join(_QQ_LABELS) + ")(?:号码|号)?" + _COLON + r"(\d{5,12})" + _NOT_BEFORE_DIGIT
+)
+_WECHAT_LABELS = ("微信", "weixin", "wechat", "vx", "v信", "wx")
 _WECHAT_RE = re.compile(
-    r"(?i:微信|weixin|wechat|vx|v信|wx)(?:号码|号|id)?"
+    "(?i:"
+    + "|".join(_WECHAT_LABELS)
+    + ")(?:号码|号|id)?"
     + _COLON
     + r"([A-Za-z0-9][-_A-Za-z0-9]{4,19})(?![-_A-Za-z0-9])"
 )
@@ -546,13 +555,32 @@ def _enumeration_spans(text: str, out: list[_Cand]) -> None:
 # Unicode-aware here exactly as in the rules, so the guards see the same digits they do.
 _DIGIT_RE = re.compile(r"\d")
 _DIGIT_RUNS_RE = re.compile(r"\d+")
-_LATIN_RE = re.compile(r"[A-Za-z]")
+# Any character that matches a Latin letter, also case-insensitively (ſ, K, ı and İ too).
+_LATIN_RE = re.compile(r"[a-z]", re.IGNORECASE)
+
+
+def _label_gate(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """What a text without a match of _LATIN_RE must contain for one of `labels` to match.
+
+    A label matched case-insensitively begins with a character that matches its first
+    letter that way, so a label that begins with a Latin letter needs a match of
+    _LATIN_RE. The others are searched for as they are, case-insensitively like the rule.
+    """
+    others = [re.escape(w) for w in labels if not _LATIN_RE.match(w[0])]
+    return re.compile("|".join(others) or "(?!)", re.IGNORECASE)
+
+
+_PHONE_LABEL_GATE = _label_gate(_PHONE_LABELS)
+_QQ_LABEL_GATE = _label_gate(_QQ_LABELS)
+_WECHAT_LABEL_GATE = _label_gate(_WECHAT_LABELS)
 
 
 def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
     # The longest run of digits in a row. Each rule needs a run of some length: the
     # comparisons below hold the shortest run that each can match.
     longest = max(map(len, _DIGIT_RUNS_RE.findall(text))) if has_digit else 0
+    # The phone, QQ and WeChat rules also need their label.
+    latin = _LATIN_RE.search(text) is not None
     if longest >= 8:  # the date of birth, 19900101, even when the parts are spaced
         for m in _ID18_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
@@ -574,7 +602,8 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
     if longest >= 7:  # the local number after the area code
         for m in _LANDLINE_RE.finditer(text):
             out.append((m.start(), m.end(), "landline", NUMBER_MASK))
-    if has_digit:  # digits may be spaced one by one after a label
+    # After a label, digits may be spaced one by one: a single digit is enough.
+    if has_digit and (latin or _PHONE_LABEL_GATE.search(text)):
         for m in _PHONE_LABEL_RE.finditer(text):
             number = "".join(c for c in m.group(1) if c in _ALNUM_DIGITS)
             if number in PUBLIC_NUMBERS or (number[:3] in ("400", "800") and len(number) == 10):
@@ -582,13 +611,12 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
             digits = len(number)
             kind = "phone" if digits == 11 and m.group(1)[0] == "1" else "landline"
             out.append((m.start(1), m.end(1), kind, NUMBER_MASK))
-    if longest >= 5:
+    if longest >= 5 and (latin or _QQ_LABEL_GATE.search(text)):
         for m in _QQ_RE.finditer(text):
             out.append((m.start(1), m.end(1), "qq", NUMBER_MASK))
-    # A WeChat ID and a plate both need a Latin letter or digit. The plate needs a Latin
-    # letter after the province; the WeChat labels are 微信 or begin with w, v, W or V.
-    latin = _LATIN_RE.search(text) is not None
-    if latin or (has_digit and "微信" in text):
+    # A WeChat ID needs its label and a Latin letter or an ASCII digit; a plate needs a
+    # Latin letter after the province.
+    if latin or (has_digit and _WECHAT_LABEL_GATE.search(text)):
         for m in _WECHAT_RE.finditer(text):
             out.append((m.start(1), m.end(1), "wechat", NUMBER_MASK))
     if "@" in text:
@@ -724,7 +752,8 @@ def _name_hint(text: str, hint: str, out: list[_Cand]) -> None:
 def _merge(cands: list[_Cand]) -> list[_Cand]:
     # The sort is stable, so among findings with the same start and end the first one
     # found keeps its label: the order of the detectors in `redact` matters.
-    cands.sort(key=_start_then_longest)
+    if len(cands) > 1:
+        cands.sort(key=_start_then_longest)
     spans: list[_Cand] = []
     for c in cands:
         start, end = c[0], c[1]
@@ -771,7 +800,7 @@ def redact(text: str, hints: Iterable[str] | PreparedHints = ()) -> Redacted:
         parts.append(replacement)
         pos = end
     parts.append(norm[pos:])
-    return Redacted("".join(parts), tuple(Span(*s) for s in spans))
+    return Redacted("".join(parts), tuple([Span(*s) for s in spans]))
 
 
 def highlight_segments(text: str, redacted: Redacted) -> list[tuple[str, str | None]]:
