@@ -297,6 +297,8 @@ _OPEN_LEFT = frozenset(
     " \t\u3000,，.。、;；:：!！?？()（）“”\"'《》【】[]-—…0123456789"
     "的村镇乡区组社街路巷室栋楼元某和与跟同给对向找叫问请是"
 )
+# What may stand before a weak surname that starts a name (see `_surnames_in`).
+_WEAK_OPEN = _OPEN_LEFT | _TRIGGER_LAST
 _ALNUM_DIGITS = frozenset("0123456789")
 
 
@@ -454,7 +456,11 @@ def _surnames_in(text: str) -> list[tuple[int, str]]:
         start = m.start()
         first = m.group()
         if first not in _COMPOUND_FIRST:
-            positions.append((start, first))  # checked in full by the regex
+            # Checked in full by the regex. A weak surname also needs what `_name_at` calls
+            # open_left: the start of the text, a character of _OPEN_LEFT before it, or a
+            # role word that ends there, and so a character of _TRIGGER_LAST before it.
+            if first not in WEAK_SURNAMES or not start or text[start - 1] in _WEAK_OPEN:
+                positions.append((start, first))
             continue
         if start + 1 >= n:
             break  # a surname at the very end has no given name after it
