@@ -101,9 +101,12 @@ _BANK_RE = re.compile(
 )
 # Any long run of digits left over (order numbers, account numbers...): never shown.
 _LONG_DIGITS_RE = re.compile(_DIGIT_NOT_AFTER_ALNUM + r"\d{11,}" + _NOT_BEFORE_DIGIT)
+_MOBILE_HEAD = r"1[3-9]\d"
 _MOBILE_RE = re.compile(
     r"(?:(?<![0-9A-Za-z+])(?:\+|00)86[ \-]?|[(（]\+?86[)）][ \-]?|(?<![0-9A-Za-z]))"
-    rf"1[3-9]\d(?:{_SEP}{{0,2}}\d){{8}}" + _NOT_BEFORE_DIGIT
+    + _MOBILE_HEAD
+    + rf"(?:{_SEP}{{0,2}}\d){{8}}"
+    + _NOT_BEFORE_DIGIT
 )
 _LANDLINE_RE = re.compile(
     r"(?:[(（]0\d{2,3}[)）][ \-]?|"
@@ -561,6 +564,10 @@ def _enumeration_spans(text: str, out: list[_Cand]) -> None:
 # Unicode-aware here exactly as in the rules, so the guards see the same digits they do.
 _DIGIT_RE = re.compile(r"\d")
 _DIGIT_RUNS_RE = re.compile(r"\d+")
+_MOBILE_HEAD_RE = re.compile(_MOBILE_HEAD)
+# Every bank-card shape but one run of 16 digits or more has two groups of four digits
+# with a space or a hyphen between them (6222 0212 ..., 622202 1234567890).
+_SPACED_GROUPS_RE = re.compile(r"\d{4}[ \-]\d{4}")
 # Any character that matches a Latin letter, also case-insensitively (ſ, K, ı and İ too).
 _LATIN_RE = re.compile(r"[a-z]", re.IGNORECASE)
 
@@ -596,13 +603,13 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
     if longest >= 17:
         for m in _ID_LIKE_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
-    if longest >= 4:  # 6222 0212 3456 7890
+    if longest >= 16 or (longest >= 4 and _SPACED_GROUPS_RE.search(text)):
         for m in _BANK_RE.finditer(text):
             out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
     if longest >= 12:
         for m in _LONG_DIGITS_RE.finditer(text):
             out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
-    if longest >= 3:  # 138 1234 5678
+    if longest >= 3 and _MOBILE_HEAD_RE.search(text):  # 138 1234 5678
         for m in _MOBILE_RE.finditer(text):
             out.append((m.start(), m.end(), "phone", NUMBER_MASK))
     if longest >= 7:  # the local number after the area code
