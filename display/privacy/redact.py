@@ -85,8 +85,8 @@ _NOT_BEFORE_DIGIT = r"(?![0-9])"
 _DAY = r"(?:0[1-9]|[12]\d|3[01])"
 _MONTH = r"(?:0[1-9]|1[0-2])"
 
-# In the rules below that start with _DIGIT_NOT_AFTER_ALNUM, the first digit of each count
-# is that one: \d{5} after it is a run of six.
+# The rules that start with _DIGIT_NOT_AFTER_ALNUM have matched one digit already, so
+# their first count is one less than the digits meant: \d{5} after it makes six.
 _ID18_RE = re.compile(
     _DIGIT_NOT_AFTER_ALNUM
     + rf"\d{{5}}{_SEP}?(?:18|19|20)\d\d{_MONTH}{_DAY}{_SEP}?\d{{3}}[0-9Xx](?![0-9A-Za-z])"
@@ -265,21 +265,16 @@ _NOT_NAMES = frozenset(
 )
 
 _HON_RE = re.compile("|".join(sorted(_HONORIFICS, key=len, reverse=True)))
-# Markers after a name besides the words of _VERBS: 张三（男，45岁）; 张三（化名）;
-# 张三，你家...; 张三，微信...; 张三等8户.
-_VERB_PATTERNS = (
-    r"[,，(（][ ]?[男女][,，)）、0-9]",
-    r"[(（]化名",
-    r"[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)",
-    r"等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])",
+_VERB_RE = re.compile(
+    "|".join(sorted(_VERBS, key=len, reverse=True))
+    # 张三（男，45岁）; 张三，你家...; 张三，微信...; 张三等8户
+    + r"|[,，(（][ ]?[男女][,，)）、0-9]|[(（]化名"
+    + r"|[,，][ ]?(?:你|您|微信|vx|VX|电话|手机|QQ|qq|身份证|联系)"
+    + r"|等(?:\d|人|[一二三四五六七八九十几多]+[户人名位])"
 )
-_VERB_RE = re.compile("|".join([*sorted(_VERBS, key=len, reverse=True), *_VERB_PATTERNS]))
-# The characters a match of _HON_RE or _VERB_RE can start with. Most positions tried hold
-# none of them, and a set lookup is far cheaper than a regex match that tries every word.
-# _VERB_PATTERNS_FIRST must list the first character of each of _VERB_PATTERNS.
-_VERB_PATTERNS_FIRST = ",，(（等"
+# The characters a match of _HON_RE can start with. Most positions tried hold none of
+# them, and a set lookup is far cheaper than a regex match that tries every word.
 _HON_FIRST = frozenset(w[0] for w in _HONORIFICS)
-_VERB_FIRST = frozenset(w[0] for w in _VERBS) | frozenset(_VERB_PATTERNS_FIRST)
 _TRIGGER_SPACE, _TRIGGER_COLON = " \t\u3000", ":："
 _TRIGGER_RE = re.compile(
     "(?:"
@@ -325,7 +320,7 @@ def _is_boundary(text: str, pos: int) -> bool:
     return (
         c in _BOUNDARY
         or (c in _HON_FIRST and _HON_RE.match(text, pos) is not None)
-        or (c in _VERB_FIRST and _VERB_RE.match(text, pos) is not None)
+        or _VERB_RE.match(text, pos) is not None
     )
 
 
@@ -400,7 +395,7 @@ def _name_at(
             return end
         if glen == 2 and text.startswith(_WEAK_HONORIFICS, end):
             return end
-        if c in _SOFT_VERBS or (c in _VERB_FIRST and _VERB_RE.match(text, end)):
+        if c in _SOFT_VERBS or _VERB_RE.match(text, end):
             return end
         if end + 1 in list_starts and (c in _LIST_JOINERS or (c in ",，" and open_left)):
             return end  # 张伟、李娜反映; 王建国，李秀英夫妇
