@@ -164,6 +164,86 @@ async def test_apply_cases_counts_events_timeline_and_cursor(store: Store) -> No
     assert state.last_success_at is not None and state.last_attempt_at is not None
 
 
+async def test_a_large_batch_is_written_in_chunks_with_its_end_last(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over WRITE_CHUNK cases, apply_cases commits chunk by chunk; the quarantine,
+    the cursor and the town figures come once, with the last chunk; and a write
+    waiting meanwhile (a push) goes in between chunks instead of after the batch."""
+    import display.store.sql
+
+    monkeypatch.setattr(display.store.sql, "WRITE_CHUNK", 3)
+    towns = ["longshi", "huangjia"]
+    batch = [change(case(f"C-{i}", town=towns[i % 2])) for i in range(8)]
+    push = change(case("PUSH-1", town="shuangfeng"))
+    big = asyncio.create_task(
+        store.apply_cases("ledger", batch, [Rejected("bad-1", "缺少受理时间")], "c1")
+    )
+    await asyncio.sleep(0)  # the batch takes the write lock first
+    pushed = await store.apply_cases("push", [push], [], None)
+    counts = await big
+    assert pushed.new == 1
+    assert counts.as_dict() == {
+        "new": 8,
+        "changed": 0,
+        "unchanged": 0,
+        "withdrawn": 0,
+        "quarantined": 1,
+    }
+    assert counts.reasons == [("bad-1", "缺少受理时间")]
+    events = await all_events(store)
+    order = [json.loads(e.data).get("no") or f"stats:{e.town}" for e in events]
+    # The push did not wait for the whole batch: it landed before the batch's last chunk.
+    assert order.index("PUSH-1") < order.index("C-7")
+    # Every case once, in order; each town's figures once, after all of its cases.
+    assert [o for o in order if o.startswith("C-")] == [f"C-{i}" for i in range(8)]
+    assert order.count("stats:longshi") == order.count("stats:huangjia") == 1
+    assert order.index("stats:longshi") > order.index("C-7")
+    assert order.index("stats:huangjia") > order.index("C-7")
+    assert await store.load_cursor("ledger") == "c1"
+    assert [q.source_id for q in await store.quarantine("ledger")] == ["bad-1"]
+    stats = {e.town: json.loads(e.data) for e in events if e.kind == "stats"}
+    assert stats["longshi"]["received"] == stats["huangjia"]["received"] == 4
+    [state] = [s for s in await store.feed_states() if s.name == "ledger"]
+    assert state.cursor == "c1" and state.quarantined == 1
+
+    # The same batch again (say after a crash before its end): nothing changed, no
+    # case event and no figures, but the cursor moves.
+    _, before = await store.event_bounds()
+    again = await store.apply_cases("ledger", batch, [], "c2")
+    assert (again.unchanged, again.new) == (8, 0)
+    assert (await store.event_bounds())[1] == before
+    assert await store.load_cursor("ledger") == "c2"
+
+
+async def test_after_a_crash_between_chunks_the_rerun_announces_the_figures(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks stored before a crash are unchanged when the source is read again; the
+    rerun still announces the figures of every town of the batch, also of a town
+    whose cases were all stored before the crash (huangjia here)."""
+    import display.store.sql
+
+    monkeypatch.setattr(display.store.sql, "WRITE_CHUNK", 3)
+    towns = ["longshi", "huangjia", "longshi", "huangjia", "longshi", "huangjia"]
+    batch = [change(case(f"C-{i}", town=t)) for i, t in enumerate([*towns, "longshi", "longshi"])]
+    # The crash: only the first chunks reached the database, and no cursor.
+    await store.apply_cases("ledger", batch[:3], [], None)
+    await store.apply_cases("ledger", batch[3:6], [], None)
+    _, before = await store.event_bounds()
+    counts = await store.apply_cases("ledger", batch, [], "c1")
+    assert (counts.unchanged, counts.new) == (6, 2)
+    events = await store.events_after(before, 100)
+    assert sorted(kinds(events)) == [
+        ("case", "longshi"),
+        ("case", "longshi"),
+        ("stats", "huangjia"),
+        ("stats", "longshi"),
+    ]
+    received = {e.town: json.loads(e.data)["received"] for e in events if e.kind == "stats"}
+    assert received == {"longshi": 5, "huangjia": 3}
+
+
 async def test_one_case_twice_in_a_batch_is_applied_in_order(store: Store) -> None:
     first = case("T-1")
     second = dataclasses.replace(first, stage="assigned", updated_at=T0 + timedelta(hours=1))

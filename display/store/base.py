@@ -84,6 +84,15 @@ class IngestCounts:
     quarantined: int = 0
     reasons: list[tuple[str | None, str]] = field(default_factory=list)
 
+    def add(self, other: IngestCounts) -> None:
+        """Add `other`'s counts and reasons to these."""
+        self.new += other.new
+        self.changed += other.changed
+        self.unchanged += other.unchanged
+        self.withdrawn += other.withdrawn
+        self.quarantined += other.quarantined
+        self.reasons.extend(other.reasons)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "new": self.new,

@@ -21,6 +21,7 @@ import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -133,6 +134,25 @@ def stats_from_row(
     )
 
 
+#: Cases per write transaction of `apply_cases` (about 50 ms of writing on SQLite).
+WRITE_CHUNK = 2_000
+
+
+@dataclass(frozen=True)
+class _BatchEnd:
+    """What the last transaction of `apply_cases` writes besides its chunk."""
+
+    rejected: Sequence[Rejected]
+    cursor: str | None
+    #: Counts of the chunks written before.
+    before: IngestCounts
+    #: Towns the chunks before changed.
+    touched: set[str]
+    #: Towns whose figures to announce if anything changed (None: one chunk, the
+    #: towns it touched).
+    figures: set[str] | None
+
+
 class SqlStore(ABC):
     """Everything the two stores share. Subclasses: SqliteStore, PostgresStore."""
 
@@ -226,44 +246,86 @@ class SqlStore(ABC):
         rejected: Sequence[Rejected],
         cursor: str | None,
     ) -> IngestCounts:
-        """The decisions are base.plan_cases, made against one read of the existing
-        rows; each kind of row is then written with one `executemany`, so the write
-        lock is held briefly even for a large batch."""
+        """Store a batch; its quarantine, cursor and town figures commit together.
 
-        async def run(conn: SqlConn) -> IngestCounts:
-            at = ts(now_utc())
-            existing: dict[str, tuple[str, str, PublicCase]] = {}
-            for r in await self._existing_cases(conn, [ch.case.no for ch in changes]):
-                existing[r[2]] = (r[0], r[1], case_from_row(r[2:]))
-            if len(changes) > 500:
-                # Comparing and encoding a large import is seconds of CPU: off the
-                # event loop, so streams and pages are served meanwhile.
-                plan = await asyncio.to_thread(plan_cases, feed, changes, rejected, existing)
-            else:
-                plan = plan_cases(feed, changes, rejected, existing)
-            if plan.upserts:
-                await conn.executemany(UPSERT_CASE, plan.upserts)
-            if plan.timeline:
-                await conn.executemany(
-                    "INSERT INTO case_timeline (no, at, stage, department, outcome) "
-                    "VALUES (?,?,?,?,?)",
-                    plan.timeline,
-                )
-            if plan.notes:
-                # Executed in order, so a note repeated within the batch is also skipped.
-                await conn.executemany(self.INSERT_NOTE, plan.notes)
-            if plan.quarantine:
-                await conn.executemany(
-                    "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                    [(feed, sid, reason, at) for sid, reason in plan.quarantine],
-                )
-            events = list(plan.events)
-            for town, stats in (await self._stats_of_towns(conn, plan.touched)).items():
+        The decisions are base.plan_cases, made against one read of the existing
+        rows; each kind of row is then written with one `executemany`. A batch of
+        more than WRITE_CHUNK cases is written in several transactions, so that a
+        push or a staff action waits for one chunk, never for a whole 100,000-row
+        import. The cursor, the quarantine and the `stats` events go with the last
+        chunk: if the process dies in between, the source is read again from the
+        old cursor and the chunks already stored are simply unchanged (upserts are
+        idempotent, and only a visible change makes an event).
+        """
+        chunks = [changes[i : i + WRITE_CHUNK] for i in range(0, len(changes), WRITE_CHUNK)]
+        done = IngestCounts()
+        touched: set[str] = set()
+        for chunk in chunks[:-1]:
+            counts, towns = await self._write(
+                functools.partial(self._apply_chunk, feed, chunk, None)
+            )
+            done.add(counts)
+            touched |= towns
+        # Several chunks: the last announces the figures of every town in the batch
+        # when anything changed, so that they are announced after a crash in between.
+        end = _BatchEnd(
+            rejected,
+            cursor,
+            done,
+            touched,
+            {ch.case.town for ch in changes} | touched if len(chunks) > 1 else None,
+        )
+        counts, _ = await self._write(
+            functools.partial(self._apply_chunk, feed, chunks[-1] if chunks else (), end)
+        )
+        done.add(counts)
+        return done
+
+    async def _apply_chunk(
+        self, feed: str, changes: Sequence[CaseChange], end: _BatchEnd | None, conn: SqlConn
+    ) -> tuple[IngestCounts, set[str]]:
+        """One transaction of `apply_cases`: a chunk's cases, timeline and events; with
+        `end` (the batch's last chunk), also its quarantine, cursor and figures."""
+        at = ts(now_utc())
+        existing: dict[str, tuple[str, str, PublicCase]] = {}
+        for r in await self._existing_cases(conn, [ch.case.no for ch in changes]):
+            existing[r[2]] = (r[0], r[1], case_from_row(r[2:]))
+        rejected = end.rejected if end is not None else ()
+        if len(changes) > 500:
+            # Comparing a large chunk is CPU: off the event loop, so streams and pages
+            # are served meanwhile.
+            plan = await asyncio.to_thread(plan_cases, feed, changes, rejected, existing)
+        else:
+            plan = plan_cases(feed, changes, rejected, existing)
+        if plan.upserts:
+            await conn.executemany(UPSERT_CASE, plan.upserts)
+        if plan.timeline:
+            await conn.executemany(
+                "INSERT INTO case_timeline (no, at, stage, department, outcome) VALUES (?,?,?,?,?)",
+                plan.timeline,
+            )
+        if plan.notes:
+            # Executed in order, so a note repeated within the batch is also skipped.
+            await conn.executemany(self.INSERT_NOTE, plan.notes)
+        if plan.quarantine:
+            await conn.executemany(
+                "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
+                [(feed, sid, reason, at) for sid, reason in plan.quarantine],
+            )
+        events = list(plan.events)
+        if end is not None:
+            towns = plan.touched
+            if end.figures is not None:
+                towns = end.figures if plan.touched or end.touched else set()
+            for town, stats in (await self._stats_of_towns(conn, towns)).items():
                 events.append(("stats", town, event_json("stats", stats.to_json())))
-            if events:
-                await conn.executemany(
-                    INSERT_EVENT, [(at, kind, town, data) for kind, town, data in events]
-                )
+        if events:
+            await conn.executemany(
+                INSERT_EVENT, [(at, kind, town, data) for kind, town, data in events]
+            )
+        if end is not None:
+            counts = dataclasses.replace(end.before, reasons=[])
+            counts.add(plan.counts)
             await conn.execute(
                 "INSERT INTO feed_state (name, cursor, last_attempt_at, last_success_at, "
                 "last_error, consecutive_failures, counts) VALUES (?,?,?,?,NULL,0,?) "
@@ -271,11 +333,9 @@ class SqlStore(ABC):
                 "feed_state.cursor), last_attempt_at = excluded.last_attempt_at, "
                 "last_success_at = excluded.last_success_at, last_error = NULL, "
                 "consecutive_failures = 0, counts = excluded.counts",
-                (feed, cursor, at, at, json.dumps(plan.counts.as_dict())),
+                (feed, end.cursor, at, at, json.dumps(counts.as_dict())),
             )
-            return plan.counts
-
-        return await self._write(run)
+        return plan.counts, plan.touched
 
     async def refresh_overdue(self, today: date) -> int:
         """Flag open cases whose due date has passed; each change is an event."""
