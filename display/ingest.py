@@ -24,7 +24,7 @@ from display.domain import (
     local_date,
     now_utc,
 )
-from display.privacy import is_sensitive, prepare_hints, redact
+from display.privacy import PreparedHints, is_sensitive, prepare_hints, redact
 from display.settings import Settings
 from display.store.base import CaseChange, IngestCounts, Store, encode_case
 from display.workdays import WorkCalendar
@@ -57,12 +57,16 @@ class Ingestor:
         self._fp_key = secrets.token_bytes(32)
         self._seen: dict[tuple[str, str], bytes] = {}
 
-    def public_case(self, rec: CaseRecord, *, today: date | None = None) -> PublicCase:
-        """The anonymized public copy of one record. Raises RecordError when unusable."""
+    def public_case(
+        self, rec: CaseRecord, *, today: date | None = None, hints: PreparedHints | None = None
+    ) -> PublicCase:
+        """The anonymized public copy of one record. Raises RecordError when unusable.
+        `hints`: `prepare_hints(rec.hints)`, when the caller has them already."""
         town = self.settings.town(rec.town)
         if town is None:
             raise RecordError("town", "未知乡镇" if rec.town else "缺少所属乡镇")
-        hints = prepare_hints(rec.hints)
+        if hints is None:
+            hints = prepare_hints(rec.hints)
         summary = redact(rec.summary, hints).text
         # The short fields go through the redactor together, joined by NUL (removed
         # from the fields first), which no rule matches across.
@@ -123,14 +127,15 @@ class Ingestor:
     ) -> CaseChange:
         """The public copy of `rec` with its redacted notes; with `feed`, also its
         stored and announced encoding (see CaseChange.encoded)."""
-        case = self.public_case(rec, today=today)
+        hints = prepare_hints(rec.hints)
+        case = self.public_case(rec, today=today, hints=hints)
         encoded = encode_case(feed, rec.source_id, case) if feed is not None else None
         if case.sensitive:
             # A sensitive case shows its category and stage only; notes are free text.
             return CaseChange(source_id=rec.source_id, case=case, encoded=encoded)
         notes = tuple(
             TimelineEntry(
-                at=n.at, stage=n.stage or case.stage, note=redact(n.text, rec.hints).text or None
+                at=n.at, stage=n.stage or case.stage, note=redact(n.text, hints).text or None
             )
             for n in rec.notes
             if n.text
