@@ -408,3 +408,81 @@ def test_category_words_before_su_qiu_are_not_names(text: str) -> None:
 
 def test_a_common_given_name_that_is_also_a_word_is_still_caught() -> None:
     assert "国庆" not in redact("邓国庆反映垃圾池满了没人清运").text
+
+
+# Pieces the number and address rules are made of, so that generated text hits the
+# rules often: digits in runs and groups, separators, labels, units, Latin letters
+# (with the ones that match Latin case-insensitively), plates, e-mail, CJK around.
+_PIECES = [
+    *"0123456789",
+    "138", "1391234", "5678", "0830", "110101", "19900101", "6222", "X", "x",
+    " ", "-", ".", "·", "\u3000", "\u200b", "@", ":", "：", "是", "为", "、",
+    "电话", "手机", "座机", "固话", "联系方式", "号码", "tel", "TEL", "phone",
+    "qq", "QQ", "扣扣", "微信", "weixin", "wechat", "vx", "V信", "wx",
+    "门牌", "号", "号楼", "号院", "单元", "组", "社", "栋", "幢", "座", "室", "楼", "层",
+    "月", "第", "三", "十二", "川", "A", "k", "\u212a", "\u017f", "ı",
+    "反映", "村", "镇", "住", "在", "的", "路灯", "12345", "400",
+]  # fmt: skip
+
+
+def _gates_agree(text: str) -> None:
+    from display.privacy.redact import _DIGIT_RE, _address_spans, _number_spans
+
+    text = normalize(text)
+    has_digit = _DIGIT_RE.search(text) is not None
+    for spans in (_number_spans, _address_spans):
+        gated: list[tuple[int, int, str, str]] = []
+        every: list[tuple[int, int, str, str]] = []
+        spans(text, gated, has_digit)
+        spans(text, every, has_digit, gated=False)
+        assert sorted(gated) == sorted(every), (spans.__name__, text)
+
+
+# The number and address passes skip a rule when the text cannot hold a match of it
+# (too short a run of digits, no label, no unit). Those gates copy the shape of their
+# rules: a rule changed without its gate must fail these tests, not silently lose recall.
+
+
+def test_rule_gates_never_hide_a_match_in_the_corpora() -> None:
+    for path in (CORPUS, CORPUS.with_name("redaction_corpus_holdout.jsonl")):
+        for line in load_corpus(path):
+            _gates_agree(line.text)
+            # Shorter and spaced variants move digit runs across the gates' thresholds.
+            _gates_agree(line.text[1:])
+            _gates_agree(" ".join(line.text))
+
+
+_SEPARATORS = st.sampled_from(["", "", " ", "-", "\u3000", "."])
+
+
+def _grouped(*patterns: str) -> st.SearchStrategy[str]:
+    """Digit groups (regexes) joined by random separators: the shapes of IDs, phones
+    and cards as people type them, with every run length the gates compare against."""
+
+    def join(groups_and_seps: tuple[str, ...]) -> str:
+        groups, seps = groups_and_seps[: len(patterns)], groups_and_seps[len(patterns) :]
+        return groups[0] + "".join(sep + g for sep, g in zip(seps, groups[1:], strict=True))
+
+    parts = [st.from_regex(p, fullmatch=True) for p in patterns]
+    return st.tuples(*parts, *[_SEPARATORS] * (len(patterns) - 1)).map(join)
+
+
+_SHAPES = st.one_of(
+    _grouped(
+        r"[1-6][0-9]{5}",
+        r"(19|20)[0-9]{2}",
+        r"(0[1-9]|1[0-2])(0[1-9]|[12][0-9])",
+        r"[0-9]{3}[0-9X]",
+    ),
+    _grouped(r"[1-6][0-9]{5}", r"[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9])", r"[0-9]{3}"),
+    _grouped(r"1[3-9][0-9]", r"[0-9]{4}", r"[0-9]{4}"),
+    _grouped(r"0[1-9][0-9]{1,2}", r"[2-8][0-9]{6,7}"),
+    _grouped(r"6[0-9]{3}", r"[0-9]{4}", r"[0-9]{4}", r"[0-9]{4}", r"[0-9]{0,3}"),
+    st.from_regex(r"[0-9]{1,19}", fullmatch=True),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PIECES), _SHAPES), max_size=16).map("".join))
+def test_rule_gates_never_hide_a_match(text: str) -> None:
+    _gates_agree(text)

@@ -583,12 +583,20 @@ _QQ_LABEL_GATE = _label_gate(_QQ_LABELS)
 _WECHAT_LABEL_GATE = _label_gate(_WECHAT_LABELS)
 
 
-def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
+def _number_spans(text: str, out: list[_Cand], has_digit: bool, *, gated: bool = True) -> None:
+    """Phone, ID, bank card, QQ, WeChat, e-mail and plate candidates.
+
+    Each rule runs only when the text can hold a match of it (its gate). With
+    `gated=False` every rule runs: tests compare the two on generated text, so a rule
+    changed without its gate fails a test instead of silently losing recall.
+    """
     # The longest run of digits in a row. Each rule needs a run of some length: the
     # comparisons below hold the shortest run that each can match.
     longest = max(map(len, _DIGIT_RUNS_RE.findall(text))) if has_digit else 0
     # The phone, QQ and WeChat rules also need their label.
     latin = _LATIN_RE.search(text) is not None
+    if not gated:
+        has_digit, longest, latin = True, len(text) + 1, True
     if longest >= 8:  # the date of birth, 19900101, even when the parts are spaced
         for m in _ID18_RE.finditer(text):
             out.append((m.start(), m.end(), "id_number", NUMBER_MASK))
@@ -604,7 +612,7 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
     if longest >= 12:
         for m in _LONG_DIGITS_RE.finditer(text):
             out.append((m.start(), m.end(), "bank_card", NUMBER_MASK))
-    if longest >= 3 and _MOBILE_HEAD_RE.search(text):  # 138 1234 5678
+    if longest >= 3 and (not gated or _MOBILE_HEAD_RE.search(text)):  # 138 1234 5678
         for m in _MOBILE_RE.finditer(text):
             out.append((m.start(), m.end(), "phone", NUMBER_MASK))
     if longest >= 7:  # the local number after the area code
@@ -635,10 +643,13 @@ def _number_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
             out.append((m.start(1), m.end(1), "plate", NUMBER_MASK))
 
 
-def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
+def _address_spans(text: str, out: list[_Cand], has_digit: bool, *, gated: bool = True) -> None:
+    """House numbers, 门牌 and village groups; `gated` as in `_number_spans`."""
     # A house number needs a digit followed by a unit (12号, 3-2栋); the 门牌 label needs
     # itself and a digit; 三组 and 十二社 need 组 or 社.
-    if has_digit and _DIGIT_THEN_UNIT_RE.search(text):
+    if not gated:
+        has_digit = True
+    if has_digit and (not gated or _DIGIT_THEN_UNIT_RE.search(text)):
         for m in _ADDRESS_RE.finditer(text):
             first = m.group(1)
             if first.endswith("号") and not first.endswith(("号楼", "号院")) and not m.group(2):
@@ -648,10 +659,10 @@ def _address_spans(text: str, out: list[_Cand], has_digit: bool) -> None:
                 if m.end() < len(text) and text[m.end()] in _NOT_ADDRESS_AFTER_HAO:
                     continue
             out.append((m.start(), m.end(), "address", _DIGITS_IN_RE.sub(NAME_MASK, m.group(0))))
-    if "组" in text or "社" in text:
+    if not gated or "组" in text or "社" in text:
         for m in _CN_GROUP_RE.finditer(text):
             out.append((m.start(), m.end(), "address", NAME_MASK + m.group(0)[-1]))
-    if has_digit and "门牌" in text:
+    if has_digit and (not gated or "门牌" in text):
         for m in _DOOR_LABEL_RE.finditer(text):
             out.append((m.start(1), m.end(1), "address", NAME_MASK))
 
