@@ -138,6 +138,9 @@ _BLANK = PLACEHOLDERS | {"NULL", "Null", "None", "NONE", "N/A", "n/a"}
 
 LEDGER_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".xlsx", ".xlsm"})
 HEADER_SCAN_ROWS = 30
+#: Characters of a CSV file searched for its header (far more than HEADER_SCAN_ROWS
+#: rows of any real ledger take).
+HEADER_SCAN_CHARS = 1 << 20
 EXCEL_EPOCH = datetime(1899, 12, 30)
 _DELIMITERS = (",", "\t", ";")
 _NO_HEADER = (
@@ -609,9 +612,12 @@ def _read_csv(
     # The delimiter is whichever one makes a header appear: more telling than
     # counting commas, which free-text cells are full of.
     best: tuple[int, str, list[list[str]], tuple[int, int, dict[str, Column]]] | None = None
+    # The header is within the first HEADER_SCAN_ROWS rows: looking for it in a prefix
+    # spares copying a large file into a StringIO once per delimiter.
+    top = text[:HEADER_SCAN_CHARS]
     try:
         for delimiter in _DELIMITERS:
-            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            reader = csv.reader(io.StringIO(top, newline=""), delimiter=delimiter)
             head = list(itertools.islice(reader, HEADER_SCAN_ROWS))
             found = _find_header(head, options.aliases)
             if found is not None and (best is None or len(found[2]) > best[0]):
@@ -653,21 +659,24 @@ class RowMemory:
         #: Rows skipped during the current pull.
         self.skipped = 0
 
-    def keys(
+    def fresh(
         self,
-        rows: Sequence[tuple[int, Sequence[object]]],
+        rows: Iterable[tuple[int, Sequence[object]]],
         id_index: int,
         where: str,
         titles: Sequence[str],
         *,
         text: bool = False,
-    ) -> list[tuple[str, bytes] | None]:
-        """(case number, keyed digest) of each row, or None for a row never skipped.
+    ) -> list[tuple[int, Sequence[object], tuple[str, bytes] | None]]:
+        """The rows to convert, each with its (case number, keyed digest) to remember
+        once converted (None: a row never skipped); rows known unchanged are left
+        out and counted in `skipped`.
 
         With `text`, every row is a list of str without NUL (a CSV file: a NUL makes
         it unreadable before this), and NUL-joining the cells is a faster encoding
         that is still one-to-one; other rows (XLSX: numbers, dates) go by repr.
         """
+        rows = list(rows)
         if text:
             nos = [cast(str, c[id_index]).strip() if id_index < len(c) else "" for _, c in rows]
         else:
@@ -677,19 +686,23 @@ class RowMemory:
         # What a row's digest also covers: its file and the title rows above it.
         base = hashlib.blake2b(key=self._key, digest_size=16)
         base.update(repr((where, tuple(titles), text)).encode())
-        out: list[tuple[str, bytes] | None] = []
-        for (_, cells), no in zip(rows, nos, strict=True):
+        known = self._known
+        out: list[tuple[int, Sequence[object], tuple[str, bytes] | None]] = []
+        skipped = 0
+        for (rowno, cells), no in zip(rows, nos, strict=True):
             if not no or counts[no] != 1:
-                out.append(None)
+                out.append((rowno, cells, None))
                 continue
             h = base.copy()
             raw = "\x00".join(cast("Sequence[str]", cells)) if text else repr(list(cells))
             h.update(raw.encode())
-            out.append((no, h.digest()))
+            digest = h.digest()
+            if known.get(no) == digest:
+                skipped += 1
+            else:
+                out.append((rowno, cells, (no, digest)))
+        self.skipped += skipped
         return out
-
-    def known(self, case_no: str, digest: bytes) -> bool:
-        return self._known.get(case_no) == digest
 
     def remember(self, case_no: str, digest: bytes) -> None:
         self._pending[case_no] = digest
@@ -731,14 +744,12 @@ def _read_rows(
     rejected: list[Rejected] = []
     first_data = start + span + 1  # row number of the first data row
     data: Iterable[tuple[int, Sequence[object]]] = (r for r in rows if r[0] >= first_data)
-    keys: Iterable[tuple[str, bytes] | None] = itertools.repeat(None)
+    todo: Iterable[tuple[int, Sequence[object], tuple[str, bytes] | None]]
     if memory is not None:
-        data = list(data)
-        keys = memory.keys(data, columns["source_id"].index, where, titles, text=text)
-    for (rowno, cells), key in zip(data, keys, strict=False):
-        if key is not None and memory is not None and memory.known(*key):
-            memory.skipped += 1
-            continue
+        todo = memory.fresh(data, columns["source_id"].index, where, titles, text=text)
+    else:
+        todo = ((rowno, cells, None) for rowno, cells in data)
+    for rowno, cells, key in todo:
         result = reader.read(cells, rowno)
         if result is None:
             continue
