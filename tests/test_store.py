@@ -650,7 +650,8 @@ async def test_version_1_disabled_marks_move_into_columns(
                 ),
                 notify=False,
             )
-        assert await store.migrate() == ["0002_account_disabling"]
+        later = [name for name, _ in migration_files()][1:]
+        assert "0002_account_disabling" in later and await store.migrate() == later
         rows = {u.name: u for u in await store.list_users()}
     assert {n: (u.disabled, u.session_epoch) for n, u in rows.items()} == {
         "plain": (False, 0),

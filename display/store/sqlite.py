@@ -62,8 +62,6 @@ class _Conn:
 
 class SqliteStore(SqlStore):
     COUNT_IF = "coalesce(sum({}), 0)"
-    # SQLite would otherwise walk the (town, stage) index once per town.
-    SCAN = " NOT INDEXED"
     INSERT_NOTE = (
         "INSERT INTO case_timeline (no, at, stage, note) "
         "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM case_timeline "
