@@ -26,8 +26,9 @@ from display.web import SecurityHeadersMiddleware, templates_for
 
 log = logging.getLogger("yizheng")
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
+#: Stylesheets, scripts, fonts. `display/assets` links to the checkout's top-level
+#: `assets/` (the layout in DESIGN.md); a wheel carries a copy (package data).
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 async def startup(ctx: Context) -> None:

@@ -17,8 +17,9 @@ from display.domain import SHANGHAI
 if TYPE_CHECKING:
     from display.context import Context
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
+#: `display/templates` links to the checkout's top-level `templates/`; a wheel
+#: carries a copy (package data), so an installed service needs no checkout.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

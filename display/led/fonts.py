@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
+FONT_DIR = Path(__file__).resolve().parents[1] / "assets" / "fonts"
 FONT_FILE = "wqy-bitmap-song-{size}.bdf.gz"
 SIZES = (12, 16)
 #: Drawn for characters the subset lacks (WHITE SQUARE, part of GB2312).
