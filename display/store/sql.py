@@ -110,27 +110,6 @@ def stats_sql(count_if: str, where: str) -> str:
     return f"SELECT count(*), {counts} FROM cases WHERE {where}"
 
 
-def stats_from_row(
-    town: str | None, r: Sequence[Any], channels: Iterable[tuple[str, int]]
-) -> Stats:
-    """`Stats` from a row of `stats_sql` (without its town) and the channel counts."""
-    return Stats(
-        town=town,
-        received=r[0],
-        resolved=r[1],
-        open=r[2],
-        in_progress=r[3],
-        explained=r[4],
-        planned=r[5],
-        overdue=r[6],
-        supervised=r[7],
-        on_time=r[8],
-        rated=r[9],
-        satisfied=r[10],
-        channels={c: n for c, n in channels},
-    )
-
-
 #: Cases per write transaction of `apply_cases` (about 50 ms of writing on SQLite).
 WRITE_CHUNK = 2_000
 
@@ -205,7 +184,21 @@ class SqlStore(ABC):
             "GROUP BY 1 ORDER BY 2 DESC, 1",
             params,
         )
-        return stats_from_row(town, r, channels)
+        return Stats(
+            town=town,
+            received=r[0],
+            resolved=r[1],
+            open=r[2],
+            in_progress=r[3],
+            explained=r[4],
+            planned=r[5],
+            overdue=r[6],
+            supervised=r[7],
+            on_time=r[8],
+            rated=r[9],
+            satisfied=r[10],
+            channels={c: n for c, n in channels},
+        )
 
     async def _stats_of_towns(self, conn: SqlConn, towns: Iterable[str]) -> dict[str, Stats]:
         """The current figures of each of `towns` (read from the covering index
@@ -334,8 +327,8 @@ class SqlStore(ABC):
                 )
                 await self._emit(conn, "case", c.town, c.to_json())
                 touched.add(c.town)
-            for town, stats in (await self._stats_of_towns(conn, touched)).items():
-                await self._emit(conn, "stats", town, stats.to_json())
+            for town in sorted(touched):
+                await self._emit_stats(conn, town)
             return len(rows)
 
         return await self._write(run)
