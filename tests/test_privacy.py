@@ -486,3 +486,58 @@ _SHAPES = st.one_of(
 @given(st.lists(st.one_of(st.sampled_from(_PIECES), _SHAPES), max_size=16).map("".join))
 def test_rule_gates_never_hide_a_match(text: str) -> None:
     _gates_agree(text)
+
+
+def _surname_prefilter_agrees(text: str) -> None:
+    """`_surnames_in` may leave out a surname position only where `_name_at` can find
+    no name whatever the context: every role word seen, every list position marked."""
+    from display.privacy.redact import (
+        _TRIGGER_LAST,
+        _TRIGGER_RE,
+        _name_at,
+        _surnames_in,
+    )
+    from display.privacy.surnames import COMPOUND_SURNAMES, SINGLE_SURNAMES
+
+    text = normalize(text)
+    kept = set(_surnames_in(text))
+    trigger_ends = {m.end() for m in _TRIGGER_RE.finditer(text)}
+    every_list = set(range(len(text) + 6))
+    for i in range(len(text)):
+        # One candidate per position, a compound surname first (as `_name_spans` takes
+        # them), which `_name_spans` also tries as a single surname.
+        if text[i : i + 2] in COMPOUND_SURNAMES:
+            candidate, tries = text[i : i + 2], (text[i : i + 2], text[i])
+        elif text[i] in SINGLE_SURNAMES:
+            candidate, tries = text[i], (text[i],)
+        else:
+            continue
+        if any(_name_at(text, i, s, trigger_ends, every_list) > 0 for s in tries):
+            assert (i, candidate) in kept, (text, i, candidate)
+        # The role-word scan is skipped unless some surname follows a possible last
+        # character of a role word: a role word ending at i must end in one.
+        if i in trigger_ends:
+            assert text[i - 1] in _TRIGGER_LAST, (text, i)
+
+
+# Surnames (single, compound, weak), given-name characters, role words, honorifics,
+# verbs, list joiners and punctuation: the pieces names are found from.
+_NAME_PIECES = [
+    *"王李张刘陈杨黄和于向从时同欧阳司马家户等某",
+    "欧阳", "司马", "诸葛", "建国", "秀英", "伟", "娜", "明", "大", "小",
+    "村民", "诉求人", "诉求人：", "书记", "来电人 ", "反映", "说", "在", "于", "系",
+    "大爷", "女士", "师傅", "、", "和", "，", ",", "。", " ", "：", "的", "道路", "交通",
+    "夫妇", "等人", "3", "月",
+]  # fmt: skip
+
+
+def test_the_surname_prefilter_never_drops_a_name_in_the_corpora() -> None:
+    for path in (CORPUS, CORPUS.with_name("redaction_corpus_holdout.jsonl")):
+        for line in load_corpus(path)[:400]:
+            _surname_prefilter_agrees(line.text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_NAME_PIECES), max_size=14).map("".join))
+def test_the_surname_prefilter_never_drops_a_name(text: str) -> None:
+    _surname_prefilter_agrees(text)
