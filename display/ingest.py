@@ -145,7 +145,8 @@ class Ingestor:
     async def ingest(
         self, feed: str, batch: Batch, progress: Progress | None = None
     ) -> IngestCounts:
-        """Store one batch, its quarantine and its cursor in one transaction.
+        """Store one batch with its quarantine and cursor (`Store.apply_cases`: a large
+        batch in several transactions, the cursor with the last).
 
         A record identical to the one this process last stored from the same feed
         is counted unchanged without being redacted again (see `_fingerprint`).

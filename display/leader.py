@@ -10,9 +10,10 @@ the lock is released, and the next follower to poll takes over, within one
 poll interval.
 
 No record is lost or doubled on a handover because a feed's cursor commits in
-the same transaction as the cases it covers: a pull interrupted before its
-commit is simply pulled again by the next leader, and a pull that did commit
-moved the cursor past its records. Ingest is an idempotent upsert, so even the
+the same transaction as the cases it covers (a large batch: with the last of
+its chunks, see SqlStore.apply_cases): a pull interrupted before that commit is
+simply pulled again by the next leader, and a pull that did commit moved the
+cursor past its records. Ingest is an idempotent upsert, so even the
 brief overlap when a leader loses its database connection but is still
 running (it stops at its next check) only produces "unchanged" records.
 """

@@ -157,7 +157,8 @@ class AuditRow:
 
 
 class Store(Protocol):
-    """What the service needs from a database. Every write is one transaction."""
+    """What the service needs from a database. Every write is one transaction, but
+    for `apply_cases` of a large batch: chunks, the cursor with the last one."""
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
