@@ -26,7 +26,7 @@ from display.domain import (
 )
 from display.privacy import PreparedHints, is_sensitive, prepare_hints, redact
 from display.settings import Settings
-from display.store.base import CaseChange, IngestCounts, Store, encode_case
+from display.store.base import CaseChange, IngestCounts, Store
 from display.workdays import WorkCalendar
 from feeds.record import Batch, CaseRecord, RecordError, Rejected
 
@@ -122,17 +122,13 @@ class Ingestor:
             on_time=on_time,
         )
 
-    def change(
-        self, rec: CaseRecord, today: date | None = None, *, feed: str | None = None
-    ) -> CaseChange:
-        """The public copy of `rec` with its redacted notes; with `feed`, also its
-        stored and announced encoding (see CaseChange.encoded)."""
+    def change(self, rec: CaseRecord, today: date | None = None) -> CaseChange:
+        """The public copy of `rec` with its redacted notes."""
         hints = prepare_hints(rec.hints)
         case = self.public_case(rec, today=today, hints=hints)
-        encoded = encode_case(feed, rec.source_id, case) if feed is not None else None
         if case.sensitive:
             # A sensitive case shows its category and stage only; notes are free text.
-            return CaseChange(source_id=rec.source_id, case=case, encoded=encoded)
+            return CaseChange(source_id=rec.source_id, case=case)
         notes = tuple(
             TimelineEntry(
                 at=n.at, stage=n.stage or case.stage, note=redact(n.text, hints).text or None
@@ -140,7 +136,7 @@ class Ingestor:
             for n in rec.notes
             if n.text
         )
-        return CaseChange(source_id=rec.source_id, case=case, notes=notes, encoded=encoded)
+        return CaseChange(source_id=rec.source_id, case=case, notes=notes)
 
     async def ingest(
         self, feed: str, batch: Batch, progress: Progress | None = None
@@ -195,7 +191,7 @@ class Ingestor:
                 skipped += 1
                 continue
             try:
-                changes.append(self.change(rec, today, feed=feed))
+                changes.append(self.change(rec, today))
             except RecordError as e:
                 rejected.append(Rejected(rec.source_id, str(e)))
                 continue

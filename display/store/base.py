@@ -45,25 +45,6 @@ class CaseChange:
     source_id: str
     case: PublicCase
     notes: tuple[TimelineEntry, ...] = ()
-    #: The case as stored and as announced, `encode_case(feed, source_id, case)`,
-    #: made by ingest before the write lock is taken; `plan_cases` makes it itself
-    #: when it is absent, was made for another feed, or the case was amended.
-    encoded: Encoded | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A case's `cases` row values and its `case` event JSON, for one feed."""
-
-    feed: str
-    row: tuple[Any, ...]
-    event: str
-
-
-def encode_case(feed: str, source_id: str, c: PublicCase) -> Encoded:
-    """Encoding a large import is most of its planning CPU: ingest does it ahead,
-    outside the write transaction (see CaseChange.encoded)."""
-    return Encoded(feed, case_row_values(feed, source_id, c), event_json("case", c.to_json()))
 
 
 @dataclass(frozen=True)
@@ -396,10 +377,7 @@ def plan_cases(
         if old is not None and old.visible_fields() == c.visible_fields():
             counts.unchanged += 1
             continue
-        enc = ch.encoded
-        if enc is None or enc.feed != feed or c is not ch.case:
-            enc = encode_case(feed, ch.source_id, c)
-        plan.upserts.append(enc.row)
+        plan.upserts.append(case_row_values(feed, ch.source_id, c))
         if old is None or old.stage != c.stage:
             plan.timeline.append((c.no, ts(stage_time(c)), c.stage, c.department, c.outcome))
         for note in ch.notes:
@@ -410,7 +388,7 @@ def plan_cases(
             counts.new += 1
         else:
             counts.changed += 1
-        plan.events.append(("case", c.town, enc.event))
+        plan.events.append(("case", c.town, event_json("case", c.to_json())))
         plan.touched.add(c.town)
         if old is not None and old.town != c.town:
             plan.touched.add(old.town)

@@ -220,7 +220,7 @@ class SqlStore(ABC):
         """Store a batch; its quarantine, cursor and town figures commit together.
 
         The decisions are base.plan_cases, made against one read of the existing
-        rows; each kind of row is then written with one `executemany`. A batch of
+        rows per chunk; each kind of row is then written with one `executemany`. A batch of
         more than WRITE_CHUNK cases is written in several transactions, so that a
         push or a staff action waits for one chunk, never for a whole 100,000-row
         import. The cursor, the quarantine and the `stats` events go with the last
