@@ -26,6 +26,9 @@ from display.web import SecurityHeadersMiddleware, templates_for
 
 log = logging.getLogger("yizheng")
 
+#: A quarantined problem not seen again for this many days is forgotten.
+QUARANTINE_DAYS = 30
+
 #: Stylesheets, scripts, fonts. `display/assets` links to the checkout's top-level
 #: `assets/` (the layout in DESIGN.md); a wheel carries a copy (package data).
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -60,6 +63,13 @@ async def startup(ctx: Context) -> None:
             ),
         ),
         "prune",
+    )
+    ctx.spawn(
+        ctx.every(
+            3600.0,
+            lambda: ctx.store.prune_quarantine(now_utc() - timedelta(days=QUARANTINE_DAYS)),
+        ),
+        "prune-quarantine",
     )
     _start_led(ctx)
     if ctx.settings.run_feeds:

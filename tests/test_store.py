@@ -613,53 +613,132 @@ async def test_users_and_audit_log(store: Store) -> None:
     assert await all_events(store) == []
 
 
+async def _at_version(
+    stack: contextlib.AsyncExitStack,
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    last: str,
+    rows: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> Store:
+    """An open store of `backend` migrated up to migration `last` only, with `rows`
+    ((statement, parameters)) written as that version would have; closed by `stack`."""
+    import display.store.postgres
+    import display.store.sqlite
+
+    names = [name for name, _ in migration_files()]
+    upto = migration_files()[: names.index(last) + 1]
+    if backend == "sqlite":
+        store = open_backend("sqlite", tmp_path / f"{last}.db")
+    else:
+        store = open_backend("postgres", await stack.enter_async_context(pg_schema()))
+    await store.open()
+    stack.push_async_callback(store.close)
+    with monkeypatch.context() as m:
+        m.setattr(display.store.sqlite, "migration_files", lambda: upto)
+        m.setattr(display.store.postgres, "migration_files", lambda: upto)
+        assert await store.migrate() == [name for name, _ in upto]
+    for sql, params in rows:
+        await store._write(  # type: ignore[attr-defined]
+            lambda conn, sql=sql, params=params: conn.execute(sql, params), notify=False
+        )
+    return store
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_version_1_disabled_marks_move_into_columns(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Version 1 marked a disabled account inside its password hash; migration 0002
     moves the mark into `disabled` and a new session epoch, leaving the bare hash."""
-    import display.store.postgres
-    import display.store.sqlite
     from display.auth import hash_password, verify_password
 
-    version_1 = [m for m in migration_files() if m[0] == "0001_initial"]
     bare = hash_password("a-long-password")
     legacy = {
         "plain": bare,
         "off": "!disabled:AbCd_-12!" + bare,  # "!disabled:" + token_urlsafe(6) + "!"
         "back": "~Zz9-_xYw~" + bare,  # "~" + token_urlsafe(6) + "~": re-enabled
     }
+    insert = (
+        "INSERT INTO users (name, role, towns, password_hash, created_at) "
+        "VALUES (?, 'county', '', ?, '2026-01-01T00:00:00.000000Z')"
+    )
     async with contextlib.AsyncExitStack() as stack:
-        if backend == "sqlite":
-            store = open_backend("sqlite", tmp_path / "v1.db")
-        else:
-            store = open_backend("postgres", await stack.enter_async_context(pg_schema()))
-        await store.open()
-        stack.push_async_callback(store.close)
-        with monkeypatch.context() as m:
-            m.setattr(display.store.sqlite, "migration_files", lambda: version_1)
-            m.setattr(display.store.postgres, "migration_files", lambda: version_1)
-            assert await store.migrate() == ["0001_initial"]
-        for name, stored in legacy.items():
-            await store._write(  # type: ignore[attr-defined]
-                lambda conn, name=name, stored=stored: conn.execute(
-                    "INSERT INTO users (name, role, towns, password_hash, created_at) "
-                    "VALUES (?, 'county', '', ?, '2026-01-01T00:00:00.000000Z')",
-                    (name, stored),
-                ),
-                notify=False,
-            )
+        rows = [(insert, (name, stored)) for name, stored in legacy.items()]
+        store = await _at_version(stack, backend, tmp_path, monkeypatch, "0001_initial", rows)
         later = [name for name, _ in migration_files()][1:]
         assert "0002_account_disabling" in later and await store.migrate() == later
-        rows = {u.name: u for u in await store.list_users()}
-    assert {n: (u.disabled, u.session_epoch) for n, u in rows.items()} == {
+        users = {u.name: u for u in await store.list_users()}
+    assert {n: (u.disabled, u.session_epoch) for n, u in users.items()} == {
         "plain": (False, 0),
         "off": (True, 1),
         "back": (False, 1),
     }
-    for u in rows.values():
+    for u in users.values():
         assert u.password_hash == bare and verify_password(u.password_hash, "a-long-password")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_version_3_quarantine_repeats_become_one_problem_each(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 kept a quarantine row per sighting; migration 0004 keeps one per
+    problem: the newest reason, when it was first and last seen, and how often."""
+    insert = "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?, ?, ?, ?)"
+    sightings = [
+        ("hotline", "A-1", "缺少受理时间", "2026-11-01T00:00:00.000000Z"),
+        ("hotline", "A-1", "缺少受理时间", "2026-11-02T00:00:00.000000Z"),
+        ("hotline", "A-1", "未知乡镇", "2026-11-03T00:00:00.000000Z"),
+        ("hotline", None, "文件「a.csv」无法读取", "2026-11-01T00:00:00.000000Z"),
+        ("hotline", None, "文件「a.csv」无法读取", "2026-11-04T00:00:00.000000Z"),
+        ("hotline", None, "文件「b.csv」无法读取", "2026-11-04T00:00:00.000000Z"),
+        ("ledger", "A-1", "缺少受理时间", "2026-11-05T00:00:00.000000Z"),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        rows = [(insert, row) for row in sightings]
+        store = await _at_version(stack, backend, tmp_path, monkeypatch, "0003_stats_index", rows)
+        assert await store.migrate() == ["0004_quarantine_problems"]
+        got = {
+            (q.feed, q.source_id, q.reason): (q.first_at.day if q.first_at else 0, q.at.day, q.seen)
+            for q in await store.quarantine(limit=100)
+        }
+    assert got == {
+        ("hotline", "A-1", "未知乡镇"): (1, 3, 3),
+        ("hotline", None, "文件「a.csv」无法读取"): (1, 4, 2),
+        ("hotline", None, "文件「b.csv」无法读取"): (4, 4, 1),
+        ("ledger", "A-1", "缺少受理时间"): (5, 5, 1),
+    }
+
+
+async def test_the_quarantine_lists_current_problems_once(store: Store) -> None:
+    """Refused again, a record is counted, not listed again; its newest reason shows;
+    accepted later, it leaves the list; problems without a record id go by reason;
+    a problem not seen for long is pruned."""
+    bad = [Rejected("Q-1", "缺少受理时间"), Rejected(None, "文件「a.csv」无法读取")]
+    for _ in range(3):
+        await store.apply_cases("hotline", [], bad, None)
+    await store.apply_cases("hotline", [], [Rejected("Q-1", "未知乡镇")], None)
+    await store.apply_cases("ledger", [], [Rejected("Q-1", "缺少受理时间")], None)
+    problems = {(q.source_id, q.reason, q.seen) for q in await store.quarantine("hotline")}
+    assert problems == {("Q-1", "未知乡镇", 4), (None, "文件「a.csv」无法读取", 3)}
+    [state] = [s for s in await store.feed_states() if s.name == "hotline"]
+    assert state.quarantined == 2
+    [first] = [q for q in await store.quarantine("hotline") if q.source_id == "Q-1"]
+    assert first.first_at is not None and first.first_at <= first.at
+
+    # Q-1 fixed at the source: accepted, it leaves this feed's list (not the other's).
+    await store.apply_cases("hotline", [change(case("Q-1"))], [], None)
+    assert {q.source_id for q in await store.quarantine("hotline")} == {None}
+    assert [q.source_id for q in await store.quarantine("ledger")] == ["Q-1"]
+
+    # A number another feed holds is refused in planning: listed, not cleared.
+    await store.apply_cases("ledger", [change(case("Q-1"))], [], None)
+    [taken] = await store.quarantine("ledger")
+    assert (taken.source_id, taken.reason, taken.seen) == ("Q-1", "编号与其他数据源的案件重复", 2)
+
+    assert await store.prune_quarantine(now_utc() - timedelta(days=1)) == 0
+    assert await store.prune_quarantine(now_utc() + timedelta(seconds=1)) == 2
+    assert await store.quarantine() == []
 
 
 # --- backup (SQLite) --------------------------------------------------------------

@@ -98,11 +98,18 @@ class FeedState:
 
 @dataclass(frozen=True)
 class QuarantineRow:
+    """A current problem of a feed: one record's latest reason for being refused
+    (or, for a problem with no record id, one reason)."""
+
     id: int
     feed: str
     source_id: str | None
     reason: str
+    #: When it was last seen.
     at: datetime
+    #: When it was first seen, and how many times since.
+    first_at: datetime | None = None
+    seen: int = 1
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,10 @@ class Store(Protocol):
     async def load_cursor(self, feed: str) -> str | None: ...
     async def record_failure(self, feed: str, error: str, at: datetime) -> None: ...
     async def feed_states(self) -> list[FeedState]: ...
+    async def prune_quarantine(self, before: datetime) -> int:
+        """Forget problems last seen before `before`; how many."""
+        ...
+
     async def quarantine(
         self, feed: str | None = None, limit: int = 100
     ) -> list[QuarantineRow]: ...

@@ -75,6 +75,11 @@ def split_sql(text: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def problem_key(source_id: str | None, reason: str) -> str:
+    """What identifies a quarantined problem: the record's id, else its reason."""
+    return source_id if source_id is not None else "?" + reason
+
+
 def user_from_row(r: Sequence[Any]) -> UserRow:
     towns = tuple(t for t in r[3].split(",") if t)
     return UserRow(r[0], r[1], r[2], towns, r[4], bool(r[5]), int(r[6]))
@@ -87,6 +92,14 @@ UPSERT_CASE = (
 )
 INSERT_EVENT = "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)"
 SELECT_NOTICE = f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?"
+QUARANTINE_KEYS = "SELECT source_key FROM quarantine WHERE feed = ?"
+# One row per problem (migration 0004): seen again, it is counted, not repeated.
+UPSERT_PROBLEM = (
+    "INSERT INTO quarantine (feed, source_id, source_key, reason, at, first_at, seen) "
+    "VALUES (?,?,?,?,?,?,1) ON CONFLICT (feed, source_key) DO UPDATE SET "
+    "source_id = excluded.source_id, reason = excluded.reason, at = excluded.at, "
+    "seen = quarantine.seen + 1"
+)
 SELECT_USER = "SELECT id, name, role, towns, password_hash, disabled, session_epoch FROM users"
 
 
@@ -278,11 +291,7 @@ class SqlStore(ABC):
         if plan.notes:
             # Executed in order, so a note repeated within the batch is also skipped.
             await conn.executemany(self.INSERT_NOTE, plan.notes)
-        if plan.quarantine:
-            await conn.executemany(
-                "INSERT INTO quarantine (feed, source_id, reason, at) VALUES (?,?,?,?)",
-                [(feed, sid, reason, at) for sid, reason in plan.quarantine],
-            )
+        await self._track_problems(conn, feed, changes, plan.quarantine, at)
         events = list(plan.events)
         if end is not None:
             towns = plan.touched
@@ -307,6 +316,32 @@ class SqlStore(ABC):
                 (feed, end.cursor, at, at, json.dumps(counts.as_dict())),
             )
         return plan.counts, plan.touched
+
+    async def _track_problems(
+        self,
+        conn: SqlConn,
+        feed: str,
+        changes: Sequence[CaseChange],
+        refused: Sequence[tuple[str | None, str]],
+        at: str | None,
+    ) -> None:
+        """Keep the feed's quarantine to its current problems: a record accepted now
+        leaves it, a record refused now is listed once (last seen, how often)."""
+        if changes:
+            listed = {r[0] for r in await conn.fetchall(QUARANTINE_KEYS, (feed,))}
+            if listed:
+                accepted = {ch.source_id for ch in changes} - {sid for sid, _ in refused}
+                cleared = sorted(listed & accepted)
+                if cleared:
+                    await conn.executemany(
+                        "DELETE FROM quarantine WHERE feed = ? AND source_key = ?",
+                        [(feed, key) for key in cleared],
+                    )
+        if refused:
+            await conn.executemany(
+                UPSERT_PROBLEM,
+                [(feed, sid, problem_key(sid, reason), reason, at, at) for sid, reason in refused],
+            )
 
     async def refresh_overdue(self, today: date) -> int:
         """Flag open cases whose due date has passed; each change is an event."""
@@ -597,18 +632,25 @@ class SqlStore(ABC):
         ]
 
     async def quarantine(self, feed: str | None = None, limit: int = 100) -> list[QuarantineRow]:
+        """Current problems, the most recently seen first."""
         rows = await self._fetchall(
-            "SELECT id, feed, source_id, reason, at FROM quarantine "
+            "SELECT id, feed, source_id, reason, at, first_at, seen FROM quarantine "
             + ("WHERE feed = ? " if feed else "")
-            + "ORDER BY id DESC LIMIT ?",
+            + "ORDER BY at DESC, id DESC LIMIT ?",
             (feed, limit) if feed else (limit,),
         )
         out = []
         for r in rows:
             at = parse_ts(r[4])
             assert at is not None
-            out.append(QuarantineRow(r[0], r[1], r[2], r[3], at))
+            out.append(QuarantineRow(r[0], r[1], r[2], r[3], at, parse_ts(r[5]) or at, r[6]))
         return out
+
+    async def prune_quarantine(self, before: datetime) -> int:
+        async def run(conn: SqlConn) -> int:
+            return await conn.execute("DELETE FROM quarantine WHERE at < ?", (ts(before),))
+
+        return await self._write(run, notify=False)
 
     # --- boards -----------------------------------------------------------------
 
