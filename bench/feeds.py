@@ -13,7 +13,9 @@ Prints, each against a baseline measured in the same run:
   into a fresh database with the real schema, table by table: what an import
   costs even if parsing, redaction and planning took no time at all;
 - re-import with 1% of rows changed (target: at most a tenth of the full import,
-  and exactly that many events).
+  and exactly that many events);
+- how long a one-case push waits while a full import is stored, against the same
+  push on an idle service.
 The import part needs `display` (ingest and store); without it only the parse
 figures are printed.
 """
@@ -259,6 +261,57 @@ async def import_figures(tmp: Path, path: Path, rows: list[list[str]]) -> None:
         await ctx.store.close()
 
 
+async def push_wait(tmp: Path, path: Path) -> None:
+    """How long a one-case push waits while a full import is stored, against the same
+    push with nothing else going on (the promise: on screens within a second)."""
+    import statistics
+
+    from display.context import Context
+    from display.domain import now_utc
+    from display.settings import parse
+    from feeds.record import Batch, CaseRecord
+
+    settings = parse(
+        {
+            "database": {"url": f"sqlite:///{tmp / 'push-wait.db'}"},
+            "secret_key": "bench-secret-key-not-for-production",
+            "towns": [{"slug": slug, "name": name} for slug, name in TOWNS],
+        }
+    )
+    ctx = Context.build(settings)
+    await ctx.store.open()
+    try:
+        await ctx.store.migrate()
+        waits: list[float] = []
+        importing = True
+
+        async def pusher() -> None:
+            i = 0
+            while importing:
+                i += 1
+                rec = CaseRecord(
+                    source_id=f"PUSH-{i}", summary="路灯损坏", received_at=now_utc(), town="longshi"
+                )
+                start = time.perf_counter()
+                await ctx.ingestor.ingest("push", Batch(records=[rec]))
+                waits.append(time.perf_counter() - start)
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(pusher())
+        await asyncio.sleep(1.0)
+        idle, waits[:] = waits[:], []
+        adapter = LedgerAdapter("ledger", {"path": str(path)}, town_map())
+        await ctx.ingestor.ingest("ledger", await adapter.pull(None))
+        importing = False
+        await task
+        print(f"push    idle                 p50 {statistics.median(idle) * 1000:6.1f} ms  "
+              f"max {max(idle) * 1000:6.1f} ms")  # fmt: skip
+        print(f"push    during full import   p50 {statistics.median(waits) * 1000:6.1f} ms  "
+              f"max {max(waits) * 1000:6.1f} ms  ({len(waits)} pushes; target < 1 s)")  # fmt: skip
+    finally:
+        await ctx.store.close()
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory() as d:
@@ -274,6 +327,8 @@ def main() -> int:
             print("import  skipped: display.ingest is not available")
             return 0
         asyncio.run(import_figures(tmp, path, rows))
+        write_csv(path, rows)
+        asyncio.run(push_wait(tmp, path))
     return 0
 
 
