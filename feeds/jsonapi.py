@@ -50,6 +50,7 @@ from feeds.ledger import (
     parse_status_table,
 )
 from feeds.record import (
+    FIELD_LABELS,
     MAX_SOURCE_ID,
     OUTCOMES,
     SHANGHAI,
@@ -89,18 +90,6 @@ PAGINGS = ("none", "page", "cursor")
 DEFAULT_MAX_PAGES = 1000
 
 _MISSING = object()
-# record.py speaks English to developers; staff read these reasons.
-_REASONS = {
-    "required": "不能为空",
-    "must be a string": "应为文本",
-    "not an ISO 8601 date-time": "无法识别的日期",
-    "year out of range": "年份超出范围",
-    "contains control characters": "含有控制字符",
-    "must be true or false": "应为 true 或 false",
-    "must be a JSON object": "应为 JSON 对象",
-    "each note must be an object": "每条记录应为 JSON 对象",
-    "must be a list of at most 100 notes": "应为最多 100 条的数组",
-}
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -122,17 +111,6 @@ def get_path(data: Any, path: str) -> Any:
         else:
             return _MISSING
     return node
-
-
-def _reason(err: RecordError) -> str:
-    reason = err.reason
-    if reason in _REASONS:
-        return _REASONS[reason]
-    if reason.startswith("longer than "):
-        return f"超过{reason.split()[2]}个字符"
-    if reason.startswith("must be one of "):
-        return f"取值无效（应为 {reason[len('must be one of ') :]}）"
-    return reason
 
 
 def _to_datetime(value: Any, field: str) -> datetime:
@@ -395,7 +373,8 @@ class JsonApiAdapter:
         except RecordError as err:
             return Rejected(
                 source_id or label,
-                f"{err.field}（{self.fields.get(err.field, err.field)}）：{_reason(err)}",
+                f"{FIELD_LABELS.get(err.field, err.field)}"
+                f"（{self.fields.get(err.field, err.field)}）：{err.reason}",
             )
 
     def _convert(self, data: dict[str, Any]) -> None:

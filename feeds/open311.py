@@ -365,7 +365,7 @@ def _flag(value: Any, field_name: str) -> bool:
             return True
         if folded in _FALSE:
             return False
-    raise RecordError(field_name, "must be true or false")
+    raise RecordError(field_name, "应为 true 或 false")
 
 
 def _agency(value: Any) -> str | None:
@@ -647,7 +647,7 @@ class Open311Adapter:
         rejected: dict[str | None, Rejected] = {}
         for i, item in enumerate(raw):
             if not isinstance(item, Mapping):
-                rejected[f"#{i}"] = Rejected(None, f"requests[{i}]: not an object")
+                rejected[f"#{i}"] = Rejected(None, f"requests[{i}]：不是 JSON 对象")
                 continue
             sid = _text(item.get("service_request_id"))
             try:
@@ -657,9 +657,7 @@ class Open311Adapter:
                 continue
             except (TypeError, ValueError, AttributeError) as exc:
                 # The message of these may echo a value; keep only the type.
-                rejected[sid or f"#{i}"] = Rejected(
-                    sid, f"malformed request ({type(exc).__name__})"
-                )
+                rejected[sid or f"#{i}"] = Rejected(sid, f"无法解析的记录（{type(exc).__name__}）")
                 continue
             rejected.pop(record.source_id, None)
             old = best.get(record.source_id)
@@ -702,13 +700,13 @@ class Open311Adapter:
 
         source_id = _text(item.get("service_request_id"))
         if not source_id:
-            raise RecordError("service_request_id", "required")
+            raise RecordError("service_request_id", "不能为空")
         status_text = _text(attr("status"))
         if not status_text:
-            raise RecordError("status", "required")
+            raise RecordError("status", "不能为空")
         target = self._status_target(status_text)
         if target is None:
-            raise RecordError("status", f"unknown status {_safe_text(status_text, 40)!r}")
+            raise RecordError("status", f"无法识别的状态 {_safe_text(status_text, 40)!r}")
         stage = target.stage
         ext_stage = _text(ext.get("stage"))
         if ext_stage in STAGES and not target.withdrawn:
@@ -728,7 +726,7 @@ class Open311Adapter:
         if not town:
             town = self.config.town
         if not town and self._towns:
-            raise RecordError("town", "the address names no configured town")
+            raise RecordError("town", "地址中没有已配置的乡镇")
 
         summary = (
             _text(item.get("description"))

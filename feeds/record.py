@@ -36,11 +36,40 @@ MAX_SHORT = 100
 HINT_FIELDS = ("requester_name", "requester_phone", "requester_address")
 
 
+#: What staff read for a record field in a quarantine reason (the field's name follows).
+FIELD_LABELS = {
+    "record": "记录",
+    "source_id": "编号",
+    "service_request_id": "编号",
+    "summary": "诉求内容",
+    "received_at": "受理时间",
+    "updated_at": "更新时间",
+    "resolved_at": "办结时间",
+    "replied_at": "答复时间",
+    "town": "所属乡镇",
+    "village": "村(社区)",
+    "kind": "诉求性质",
+    "category": "诉求类型",
+    "channel": "受理渠道",
+    "department": "责任单位",
+    "status": "办理状态",
+    "outcome": "办理结果",
+    "supervised": "是否督办",
+    "satisfaction": "回访满意度",
+    "withdrawn": "是否撤销",
+    "notes": "办理记录",
+    "notes.at": "办理记录时间",
+}
+
+
 class RecordError(ValueError):
-    """A record that cannot be accepted. The message never contains personal data."""
+    """A record that cannot be accepted: which field, and why, in Chinese, as staff
+    read it in the quarantine (`所属乡镇（town）：未知乡镇`); the field's own name is kept
+    for whoever maintains the sending system. Never contains personal data."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+        label = FIELD_LABELS.get(field)
+        super().__init__(f"{label}（{field}）：{reason}" if label else f"{field}：{reason}")
         self.field = field
         self.reason = reason
 
@@ -99,19 +128,19 @@ def parse_datetime(value: Any, field_name: str) -> datetime:
     elif isinstance(value, str):
         text = value.strip()
         if not text or len(text) > 40:
-            raise RecordError(field_name, "not an ISO 8601 date-time")
+            raise RecordError(field_name, "无法识别的日期（应为 ISO 8601）")
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise RecordError(field_name, "not an ISO 8601 date-time") from None
+            raise RecordError(field_name, "无法识别的日期（应为 ISO 8601）") from None
     else:
-        raise RecordError(field_name, "not an ISO 8601 date-time")
+        raise RecordError(field_name, "无法识别的日期（应为 ISO 8601）")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=SHANGHAI)
     if not (2000 <= dt.year <= 2100):
-        raise RecordError(field_name, "year out of range")
+        raise RecordError(field_name, "年份超出范围")
     return dt.astimezone(UTC)
 
 
@@ -122,10 +151,10 @@ def _opt_str(data: Mapping[str, Any], key: str, limit: int = MAX_SHORT) -> str |
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise RecordError(key, "must be a string")
+        raise RecordError(key, "应为文本")
     value = value.strip()
     if len(value) > limit:
-        raise RecordError(key, f"longer than {limit} characters")
+        raise RecordError(key, f"超过{limit}个字符")
     return value or None
 
 
@@ -143,7 +172,7 @@ def _choice(
     if value in (None, ""):
         return default
     if not isinstance(value, str) or value not in allowed:
-        raise RecordError(key, f"must be one of {', '.join(allowed)}")
+        raise RecordError(key, f"取值无效（应为 {', '.join(allowed)}）")
     return value
 
 
@@ -151,11 +180,11 @@ def _parse_notes(raw: Any) -> tuple[TimelineNote, ...]:
     if raw in (None, []):
         return ()
     if not isinstance(raw, list) or len(raw) > 100:
-        raise RecordError("notes", "must be a list of at most 100 notes")
+        raise RecordError("notes", "应为最多 100 条的数组")
     notes = []
     for item in raw:
         if not isinstance(item, Mapping):
-            raise RecordError("notes", "each note must be an object")
+            raise RecordError("notes", "每条记录应为 JSON 对象")
         text = _opt_str(item, "text", MAX_SUMMARY) or ""
         notes.append(
             TimelineNote(
@@ -173,25 +202,25 @@ def record_from_mapping(data: Any) -> CaseRecord:
     Raises RecordError naming the field; the message never echoes the value.
     """
     if not isinstance(data, Mapping):
-        raise RecordError("record", "must be a JSON object")
+        raise RecordError("record", "应为 JSON 对象")
     source_id = _opt_str(data, "source_id", MAX_SOURCE_ID)
     if not source_id:
-        raise RecordError("source_id", "required")
+        raise RecordError("source_id", "不能为空")
     if any(ord(c) < 32 for c in source_id):
-        raise RecordError("source_id", "contains control characters")
+        raise RecordError("source_id", "含有控制字符")
     summary = _opt_str(data, "summary", MAX_SUMMARY)
     if not summary:
-        raise RecordError("summary", "required")
+        raise RecordError("summary", "不能为空")
     if "received_at" not in data or data["received_at"] in (None, ""):
-        raise RecordError("received_at", "required")
+        raise RecordError("received_at", "不能为空")
     supervised = data.get("supervised", False)
     if supervised in (None, ""):
         supervised = False
     if not isinstance(supervised, bool):
-        raise RecordError("supervised", "must be true or false")
+        raise RecordError("supervised", "应为 true 或 false")
     withdrawn = data.get("withdrawn", False)
     if not isinstance(withdrawn, bool):
-        raise RecordError("withdrawn", "must be true or false")
+        raise RecordError("withdrawn", "应为 true 或 false")
     return CaseRecord(
         source_id=source_id,
         summary=summary,

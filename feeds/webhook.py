@@ -164,14 +164,16 @@ def parse_push(body: bytes) -> Batch:
         try:
             record = record_from_mapping(item)
         except RecordError as exc:
-            batch.rejected.append(Rejected(source_id, f"records[{i}]: {exc}"))
+            batch.rejected.append(Rejected(source_id, f"records[{i}]：{exc}"))
             continue
         except (RecursionError, OverflowError, ValueError, TypeError) as exc:
-            batch.rejected.append(Rejected(source_id, f"records[{i}]: {type(exc).__name__}"))
+            batch.rejected.append(
+                Rejected(source_id, f"records[{i}]：无法解析（{type(exc).__name__}）")
+            )
             continue
         if record.source_id in seen:
             batch.rejected.append(
-                Rejected(record.source_id, f"records[{i}]: source_id: repeated in this push")
+                Rejected(record.source_id, f"records[{i}]：编号（source_id）：本次推送中重复")
             )
             continue
         seen.add(record.source_id)

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from tests.browser import BrowserPage, browser_page, chromium_browser, open_page
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, case_record, push_records
 from tests.test_admin import BOARDS, PASSWORD, add_staff, seed_cases
 from tests.test_admin import settings as settings  # the fixture, with boards
 
@@ -124,6 +124,10 @@ async def test_admin_pages_in_a_real_browser(live: LiveServer, browser_page: Bro
     nos = await seed_cases(live)
     async with httpx.AsyncClient(timeout=10) as client:
         await client.get(f"{live.url}/led/longshi-gate/pages.json")  # the board polls
+        # A record the case system sends twice with an unknown town: one problem, seen 2x.
+        for _ in range(2):
+            bad = [case_record("LS2026-0999", town="火星镇")]
+            assert (await push_records(client, live.url, bad)).status_code == 400
     page = browser_page.page
     page.set_default_timeout(15_000)
     await page.set_viewport_size({"width": 1440, "height": 1000})
@@ -157,6 +161,10 @@ async def test_admin_pages_in_a_real_browser(live: LiveServer, browser_page: Bro
     ):
         await page.goto(f"{live.url}{path}")
         await expect(page.locator("h1")).to_be_visible()
+        if path == "/admin/feeds":
+            problem = page.locator("table.grid tbody tr", has_text="LS2026-0999")
+            await expect(problem).to_have_count(1)
+            await expect(problem.locator("td").nth(3)).to_have_text("2")
         await shot(browser_page, name)
     await expect(page.locator("#audit")).to_contain_text("登记显示屏")
     await expect(page.locator("#audit")).to_contain_text("标记督办")

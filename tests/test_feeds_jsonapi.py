@@ -332,7 +332,7 @@ async def test_a_bad_item_is_rejected_and_the_rest_goes_on(server: Server) -> No
     server.api.cases = [case(1), case(2, content={"text": ""})]  # /bare serves two
     batch = await pull(adapter(server.url + "/bare"))
     assert [r.source_id for r in batch.records] == ["1"]
-    assert batch.rejected == [Rejected("2", "summary（content.text）：不能为空")]
+    assert batch.rejected == [Rejected("2", "诉求内容（content.text）：不能为空")]
 
 
 async def test_bad_items_in_a_page(server: Server) -> None:
@@ -351,14 +351,14 @@ async def test_bad_items_in_a_page(server: Server) -> None:
     batch = await pull(paged(server.url, page_size=20))
     assert [(r.source_id, r.withdrawn) for r in batch.records] == [("1", False), ("8", True)]
     assert batch.rejected == [
-        Rejected("2", "summary（content.text）：不能为空"),
-        Rejected("3", "status（state）：无法识别的状态"),
-        Rejected("4", "town（area.town）：未知乡镇"),
-        Rejected("5", "received_at（createTime）：无法识别的日期"),
+        Rejected("2", "诉求内容（content.text）：不能为空"),
+        Rejected("3", "办理状态（state）：无法识别的状态"),
+        Rejected("4", "所属乡镇（area.town）：未知乡镇"),
+        Rejected("5", "受理时间（createTime）：无法识别的日期"),
         Rejected("第6条", "条目不是 JSON 对象"),
-        Rejected("第7条", "source_id（id）：不能为空"),
-        Rejected("第9条", "source_id（id）：超过64个字符"),
-        Rejected("10", "summary（content.text）：超过2000个字符"),
+        Rejected("第7条", "编号（id）：不能为空"),
+        Rejected("第9条", "编号（id）：超过64个字符"),
+        Rejected("10", "诉求内容（content.text）：超过2000个字符"),
     ]
     for item in batch.rejected:
         assert NAME not in item.reason and PHONE not in item.reason

@@ -377,11 +377,11 @@ async def test_malformed_items_are_rejected_and_the_rest_goes_on(
     assert sorted(by_id(batch)) == ["LS2026-0001", "LS2026-0006"]
     reasons = {r.source_id: r.reason for r in batch.rejected}
     assert reasons == {
-        "LS2026-0002": "received_at: not an ISO 8601 date-time",
+        "LS2026-0002": "受理时间（received_at）：无法识别的日期（应为 ISO 8601）",
         None: reasons[None],
-        "LS2026-0003": "status: unknown status 'lost_in_the_post'",
-        "LS2026-0004": "town: the address names no configured town",
-        "LS2026-0005": "supervised: must be true or false",
+        "LS2026-0003": "办理状态（status）：无法识别的状态 'lost_in_the_post'",
+        "LS2026-0004": "所属乡镇（town）：地址中没有已配置的乡镇",
+        "LS2026-0005": "是否督办（supervised）：应为 true 或 false",
     }
     assert len(batch.rejected) == 6
     rejected_text = repr(batch.rejected)

@@ -153,16 +153,16 @@ def test_parse_push_keeps_valid_records_and_explains_invalid_ones() -> None:
     assert batch.records[0].requester_name == "何小红"
     assert batch.records[1].notes[0].text == "已交办"
     assert [(r.source_id, r.reason) for r in batch.rejected] == [
-        ("B", "records[1]: received_at: not an ISO 8601 date-time"),
-        ("C", "records[2]: supervised: must be true or false"),
-        (None, "records[3]: record: must be a JSON object"),
-        (None, "records[4]: source_id: required"),
+        ("B", "records[1]：受理时间（received_at）：无法识别的日期（应为 ISO 8601）"),
+        ("C", "records[2]：是否督办（supervised）：应为 true 或 false"),
+        (None, "records[3]：记录（record）：应为 JSON 对象"),
+        (None, "records[4]：编号（source_id）：不能为空"),
         (
             "D",
-            "records[5]: status: must be one of registered, assigned, in_progress, "
-            "resolved, replied, verified",
+            "records[5]：办理状态（status）：取值无效（应为 registered, assigned, in_progress, "
+            "resolved, replied, verified）",
         ),
-        ("A", "records[6]: source_id: repeated in this push"),
+        ("A", "records[6]：编号（source_id）：本次推送中重复"),
     ]
     # Reasons never echo personal data.
     assert "何小红" not in repr(batch.rejected) and "138" not in repr(batch.rejected)
