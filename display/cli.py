@@ -270,6 +270,31 @@ def cmd_feed_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_feed_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.feed(args.name) is None:
+        names = ", ".join(f.name for f in settings.feeds) or "(none)"
+        print(f"yizheng: no feed named {args.name!r}; configured: {names}", file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("yizheng: --limit must be at least 1", file=sys.stderr)
+        return 2
+
+    async def run(store: Any) -> None:
+        problems = await store.quarantine(args.name, args.limit)
+        if not problems:
+            print(f"feed {args.name}: nothing quarantined")
+            return
+        print(f"{'last seen (UTC)':<20}{'times':>6}  {'record':<24}reason")
+        for q in problems:
+            print(
+                f"{q.at.strftime('%Y-%m-%d %H:%M'):<20}{q.seen:>6}  "
+                f"{q.source_id or '(no id)':<24}{q.reason}"
+            )
+
+    asyncio.run(_with_store(settings, run))
+    return 0
+
+
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from display.context import Context
     from display.feedrun import feed_config, town_map
@@ -428,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_feed_run)
     s = feed.add_parser("status", help="last success, failures and quarantine of each feed")
     s.set_defaults(func=cmd_feed_status)
+    s = feed.add_parser(
+        "quarantine", help="list a feed's quarantined records: why each was refused"
+    )
+    s.add_argument("name", metavar="NAME", help="the feed's name in the configuration")
+    s.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="list at most N (default 100)"
+    )
+    s.set_defaults(func=cmd_feed_quarantine)
 
     s = sub.add_parser("import", help="import a ledger file (CSV or XLSX) through a feed")
     s.add_argument("file", metavar="FILE", help="the ledger file")

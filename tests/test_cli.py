@@ -261,6 +261,17 @@ def test_import_prints_counts_progress_and_reasons(
     assert main(["--config", str(config), "import", str(path), "--feed", "ledger"]) == 0
     assert "new 0, changed 0, unchanged 3, withdrawn 0, quarantined 1" in capsys.readouterr().out
 
+    # The quarantine lists the problem once, seen twice, with its reason.
+    assert main(["--config", str(config), "feed", "quarantine", "ledger"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert len(listing) == 2 and listing[0].startswith("last seen (UTC)")
+    assert listing[1].split()[2:4] == ["2", "LC-4"] and "未知乡镇" in listing[1]
+    assert "刘丽华" not in listing[1] and "13600002222" not in listing[1]
+    assert main(["--config", str(config), "feed", "quarantine", "push"]) == 0
+    assert "nothing quarantined" in capsys.readouterr().out
+    assert main(["--config", str(config), "feed", "quarantine", "nope"]) == 2
+    assert "no feed named 'nope'" in capsys.readouterr().err
+
     # A file that is no ledger at all: the source could not be read, exit 1.
     junk = ledgers / "照片.csv"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
