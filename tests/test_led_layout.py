@@ -31,6 +31,27 @@ def test_fonts_are_pixel_exact_cells() -> None:
     assert F16.advance("\U00020000") == F16.advance("□")
 
 
+def test_every_gbk_hanzi_has_its_own_glyph() -> None:
+    """Village names use hanzi beyond GB2312 (X家塆, 磡头, 氹仔); the fonts hold all of
+    GBK, and such a character is drawn as itself, not as the replacement box."""
+    gbk = set()
+    for hi in range(0x81, 0xFF):
+        for lo in range(0x40, 0xFF):
+            try:
+                gbk.add(bytes((hi, lo)).decode("gbk"))
+            except UnicodeDecodeError:
+                continue
+    hanzi = {c for c in gbk if "\u4e00" <= c <= "\u9fff"}
+    assert len(hanzi) > 20_000
+    for font in (F12, F16):
+        assert [c for c in sorted(hanzi) if c not in font] == []
+        box = font.glyph("□").mask
+        for ch in "塆磡氹嶍崀":
+            mask = font.glyph(ch).mask
+            assert mask is not None and box is not None
+            assert mask.tobytes() != box.tobytes(), ch
+
+
 @pytest.mark.parametrize(
     "text",
     ["LS2026-0012", "2026年3月5日", "2026-03-05", "14:30", "85%", "3个工作日", "128件", "12.5"],

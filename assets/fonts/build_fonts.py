@@ -5,9 +5,9 @@
     python assets/fonts/build_fonts.py --pcf-dir DIR   # or from the unpacked PCF files
 
 It reads the 12 px (`wenquanyi_9pt.pcf`) and 16 px (`wenquanyi_12pt.pcf`) strikes,
-keeps the glyphs Chinese notices need (all of GB2312: 6,763 hanzi plus its
-symbols, ASCII, CJK punctuation, fullwidth forms) and writes them unaltered as
-gzip-compressed BDF files beside this script. The output is byte-for-byte
+keeps the glyphs Chinese notices and place names need (all of GBK: GB2312's
+6,763 hanzi and about 14,000 more, ASCII, CJK punctuation, fullwidth forms)
+and writes them unaltered as gzip-compressed BDF files beside this script. The output is byte-for-byte
 reproducible (gzip mtime 0, sorted glyphs). Only the standard library is used,
 so the script runs without the project's virtualenv.
 
@@ -48,10 +48,13 @@ EXTRA = "“”‘’—–…·•、〈〉《》「」『』【】〔〕〖〗
 
 def wanted_codepoints() -> set[int]:
     cps = set(range(0x20, 0x7F))
-    for hi in range(0xA1, 0xF8):
-        for lo in range(0xA1, 0xFF):
+    # All of GBK (GB2312's 6,763 hanzi and the 14,000 more of GBK): village and place
+    # names use characters beyond GB2312 (塆, 磡, 氹, 嶍 ...), and so do names of people
+    # and things a board may show. Double-byte codes: lead 0x81-0xFE, trail 0x40-0xFE.
+    for hi in range(0x81, 0xFF):
+        for lo in range(0x40, 0xFF):
             try:
-                ch = bytes((hi, lo)).decode("gb2312")
+                ch = bytes((hi, lo)).decode("gbk")
             except UnicodeDecodeError:
                 continue
             cps.add(ord(ch))
