@@ -226,7 +226,7 @@ async def import_figures(tmp: Path, path: Path, rows: list[list[str]]) -> None:
               f"ratio {full / base:5.1f}x (target <= 5x)  {counts.as_dict()}")  # fmt: skip
         print(f"          of which reading  {read:7.3f} s, ingest (redact, plan, write) "
               f"{full - read:7.3f} s")  # fmt: skip
-        # The rows a new case needs, table by table: its case row (four indexes), its
+        # The rows a new case needs, table by table: its case row (with its indexes), its
         # event (the bus), its first timeline entry.
         for tables, what in (
             (("cases",), "cases only"),
