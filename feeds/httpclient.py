@@ -83,18 +83,14 @@ async def get(
             async for chunk in resp.aiter_bytes():
                 size += len(chunk)
                 if size > limit:
-                    raise FeedError(
-                        f"{feed}: {where} answered more than {limit // (1024 * 1024)} MiB"
-                    )
+                    raise FeedError(f"{feed}: {where} 的应答超过 {limit // (1024 * 1024)} MiB")
                 chunks.append(chunk)
             return Response(
                 resp.status_code, resp.headers.get("content-type", ""), b"".join(chunks), where
             )
     except httpx.TimeoutException:
-        raise FeedError(f"{feed}: {where} did not answer within {per_read:g} s (timeout)") from None
+        raise FeedError(f"{feed}: {where} 在 {per_read:g} 秒内没有应答（超时）") from None
     except TimeoutError:
-        raise FeedError(
-            f"{feed}: {where} did not finish its answer within {total:g} s (timeout)"
-        ) from None
+        raise FeedError(f"{feed}: {where} 在 {total:g} 秒内没有答完（超时）") from None
     except httpx.HTTPError as exc:
-        raise FeedError(f"{feed}: cannot reach {where} ({type(exc).__name__})") from None
+        raise FeedError(f"{feed}: 无法连接 {where}（{type(exc).__name__}）") from None

@@ -456,12 +456,11 @@ class Open311Adapter:
                 decode_error = True
         errors = _error_list(data)
         if resp.status_code >= 400 or errors:
-            detail = f": {errors}" if errors else ""
-            raise FeedError(f"{self.name}: {resp.url} answered HTTP {resp.status_code}{detail}")
+            detail = f"：{errors}" if errors else ""
+            raise FeedError(f"{self.name}: {resp.url} 返回 HTTP {resp.status_code}{detail}")
         if decode_error:
             raise FeedError(
-                f"{self.name}: {resp.url} answered with a body that is not valid "
-                f"{self.config.format.upper()}"
+                f"{self.name}: {resp.url} 的应答不是有效的 {self.config.format.upper()}"
             )
         return data
 
@@ -479,7 +478,7 @@ class Open311Adapter:
             if isinstance(data, Mapping):  # one <request> in a non-list container
                 data = [data]
         if not isinstance(data, list):
-            raise FeedError(f"{self.name}: the requests answer is not a list of service requests")
+            raise FeedError(f"{self.name}: requests 的应答不是服务请求列表")
         return data
 
     def _window_params(self, start: datetime, end: datetime) -> dict[str, str | int]:
@@ -571,7 +570,7 @@ class Open311Adapter:
             if isinstance(data, Mapping):
                 data = [data]
         if not isinstance(data, list):
-            raise FeedError(f"{self.name}: the updates answer is not a list")
+            raise FeedError(f"{self.name}: servicerequestupdates 的应答不是列表")
         return data
 
     # -- pull ----------------------------------------------------------------

@@ -406,11 +406,11 @@ async def test_max_pages(server: Server) -> None:
 
 
 async def test_timeout_and_unreachable(server: Server) -> None:
-    with pytest.raises(FeedError, match="timeout"):
+    with pytest.raises(FeedError, match="超时"):
         await pull(adapter(server.url + "/slow", timeout=0.1))
     srv_port = server.url.rsplit(":", 1)[1]
     unused = "http://127.0.0.1:1" if srv_port != "1" else "http://127.0.0.1:2"
-    with pytest.raises(FeedError, match="cannot reach"):
+    with pytest.raises(FeedError, match="无法连接"):
         await pull(adapter(unused + "/x"))
 
 

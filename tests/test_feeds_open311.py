@@ -323,7 +323,7 @@ async def test_jurisdiction_is_sent(sim_server: tuple[Simulator, RunningServer])
 async def test_slow_server_times_out(sim_server: tuple[Simulator, RunningServer]) -> None:
     sim, server = sim_server
     sim.delay = 0.5
-    with pytest.raises(FeedError, match="timeout"):
+    with pytest.raises(FeedError, match="超时"):
         await pull(server.open311_url, timeout=0.05)
 
 
@@ -331,7 +331,7 @@ async def test_unreachable_server() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(FeedError, match="cannot reach"):
+    with pytest.raises(FeedError, match="无法连接"):
         await pull(f"http://127.0.0.1:{port}/open311/v2")
 
 
@@ -341,10 +341,10 @@ async def test_broken_answers(canned: tuple[Canned, str]) -> None:
     with pytest.raises(FeedError, match=r"HTTP 502$"):
         await pull(url)
     state.status = 200
-    with pytest.raises(FeedError, match="not valid JSON"):
+    with pytest.raises(FeedError, match="不是有效的 JSON"):
         await pull(url)
     state.body = b'{"unexpected": true}'
-    with pytest.raises(FeedError, match="not a list"):
+    with pytest.raises(FeedError, match="不是服务请求列表"):
         await pull(url)
     state.body = b'[{"code": 500, "description": "database offline"}]'
     with pytest.raises(FeedError, match="500 database offline"):
@@ -353,7 +353,7 @@ async def test_broken_answers(canned: tuple[Canned, str]) -> None:
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
         b"<service_requests><request>&a;</request></service_requests>"
     )
-    with pytest.raises(FeedError, match="not valid XML"):
+    with pytest.raises(FeedError, match="不是有效的 XML"):
         await pull(url, format="xml")
 
 
@@ -566,7 +566,7 @@ async def test_a_trickling_answer_hits_the_overall_deadline() -> None:
 
     app = Starlette(routes=[Route("/open311/v2/{res}", trickle)])
     async with serve_app(app) as server:
-        with pytest.raises(FeedError, match="did not finish its answer"):
+        with pytest.raises(FeedError, match="没有答完"):
             await pull(server.open311_url, timeout=0.15)
 
 
@@ -574,7 +574,7 @@ async def test_oversized_answer_is_refused(canned: tuple[Canned, str]) -> None:
     state, url = canned
     state.body = b"[" + b" " * 5000 + b"]"
     async with httpx.AsyncClient() as client:
-        with pytest.raises(FeedError, match="answered more than"):
+        with pytest.raises(FeedError, match="的应答超过"):
             await httpclient.get(client, url + "/requests.json", feed="hotline", limit=4096)
         small = await httpclient.get(client, url + "/requests.json?api_key=k", feed="hotline")
     assert small.status_code == 200 and len(small.body) == 5002
