@@ -77,6 +77,13 @@ DONE_MESSAGES = {
 # --- helpers ---------------------------------------------------------------------
 
 
+def error_page(request: Request, user: Staff, status: int, message: str) -> Response:
+    """The admin's error page: `message` (Chinese, for staff) with HTTP `status`."""
+    return page(
+        request, "admin/error.html", user, status_code=status, status=status, message=message
+    )
+
+
 def page(
     request: Request, template: str, user: Staff | None, status_code: int = 200, **context: Any
 ) -> Response:
@@ -557,14 +564,7 @@ async def notice_new(request: Request, user: Staff) -> Response:
         if case_no:
             case = await ctx.store.get_case(case_no)
             if case is None:
-                return page(
-                    request,
-                    "admin/error.html",
-                    user,
-                    status_code=404,
-                    status=404,
-                    message="未找到该案件",
-                )
+                return error_page(request, user, 404, "未找到该案件")
             await require(request, town=case.town)
             form = prefill_from_case(ctx, case)
         else:
@@ -580,14 +580,7 @@ async def notice_new(request: Request, user: Staff) -> Response:
     if form.case_no:
         case = await ctx.store.get_case(form.case_no)
         if case is None or case.town != form.town:
-            return page(
-                request,
-                "admin/error.html",
-                user,
-                status_code=400,
-                status=400,
-                message="关联的案件不存在或不属于所选镇（街道）",
-            )
+            return error_page(request, user, 400, "关联的案件不存在或不属于所选镇（街道）")
     return await _save_or_preview(request, user, form, None)
 
 
@@ -600,14 +593,7 @@ async def notice_edit(request: Request, user: Staff) -> Response:
         )
         return await editor_page(request, user, draft, notice)
     if notice.withdrawn_at is not None:
-        return page(
-            request,
-            "admin/error.html",
-            user,
-            status_code=409,
-            status=409,
-            message="已撤回的公示不能再修改，请新建一条",
-        )
+        return error_page(request, user, 409, "已撤回的公示不能再修改，请新建一条")
     form = read_notice_form(await request.form())
     await require(request, town=form.town)
     return await _save_or_preview(request, user, form, notice)
@@ -741,9 +727,7 @@ async def case_detail(request: Request, user: Staff) -> Response:
         note = redact(field(data, "note", NOTE_MAX * 2)).text[:NOTE_MAX] or None
         supervised = action == "supervise"
         if action not in ("supervise", "unsupervise"):
-            return page(
-                request, "admin/error.html", user, status_code=400, status=400, message="未知操作"
-            )
+            return error_page(request, user, 400, "未知操作")
         await ctx.store.set_supervised(no, supervised, note if supervised else None)
         await audit(
             request,
@@ -1038,13 +1022,11 @@ async def feed_sync(request: Request, user: Staff) -> Response:
         raise NotFound("未找到该数据源")
     runner = ctx.runners.get(name)
     if runner is None:
-        return page(
+        return error_page(
             request,
-            "admin/error.html",
             user,
-            status_code=409,
-            status=409,
-            message="该数据源不在本进程中运行（推送型数据源或由其他进程负责），无法立即同步",
+            409,
+            "该数据源不在本进程中运行（推送型数据源或由其他进程负责），无法立即同步",
         )
     runner.sync_now()
     await audit(request, user, "feed.sync", f"feed:{name}")
@@ -1121,23 +1103,14 @@ async def user_action(request: Request, user: Staff) -> Response:
         password = value if isinstance(value, str) else ""
         problem = auth.validate_password(password)
         if problem:
-            return page(
-                request, "admin/error.html", user, status_code=400, status=400, message=problem
-            )
+            return error_page(request, user, 400, problem)
         hashed = await asyncio.to_thread(auth.hash_password, password)
         await ctx.store.set_password(name, hashed)
         await audit(request, user, "user.password", f"user:{name}")
         return done("/admin/users", "password")
     if action in ("disable", "enable"):
         if name == user.name:
-            return page(
-                request,
-                "admin/error.html",
-                user,
-                status_code=400,
-                status=400,
-                message="不能停用自己的账号",
-            )
+            return error_page(request, user, 400, "不能停用自己的账号")
         disable = action == "disable"
         await ctx.store.set_disabled(row.name, disable)
         await audit(request, user, f"user.{action}", f"user:{name}")
