@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from display.settings import Settings, SettingsError, load
+from display.settings import Feed, Settings, SettingsError, load
 
 log = logging.getLogger("yizheng")
 
@@ -171,6 +171,15 @@ def cmd_db_backup(args: argparse.Namespace, settings: Settings) -> int:
 # --- feeds ---------------------------------------------------------------------------
 
 
+def _configured_feed(settings: Settings, name: str) -> Feed | None:
+    """The feed `name` of the configuration, or None after saying which ones there are."""
+    feed = settings.feed(name)
+    if feed is None:
+        names = ", ".join(f.name for f in settings.feeds) or "(none)"
+        print(f"yizheng: no feed named {name!r}; configured: {names}", file=sys.stderr)
+    return feed
+
+
 def _print_progress(done: int, total: int) -> None:
     """Ingest's progress on a long batch (a 100,000-row ledger takes many seconds)."""
     if total >= PROGRESS_MIN:
@@ -199,10 +208,8 @@ def cmd_feed_run(args: argparse.Namespace, settings: Settings) -> int:
     from display.leader import feed_lock
     from feeds.adapters import FeedError
 
-    feed = settings.feed(args.name)
+    feed = _configured_feed(settings, args.name)
     if feed is None:
-        names = ", ".join(f.name for f in settings.feeds) or "(none)"
-        print(f"yizheng: no feed named {args.name!r}; configured: {names}", file=sys.stderr)
         return 2
     if feed.kind == "webhook":
         print(
@@ -271,9 +278,7 @@ def cmd_feed_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feed_quarantine(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.feed(args.name) is None:
-        names = ", ".join(f.name for f in settings.feeds) or "(none)"
-        print(f"yizheng: no feed named {args.name!r}; configured: {names}", file=sys.stderr)
+    if _configured_feed(settings, args.name) is None:
         return 2
     if args.limit < 1:
         print("yizheng: --limit must be at least 1", file=sys.stderr)
@@ -301,9 +306,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from feeds.adapters import FeedError
     from feeds.ledger import read_ledger
 
-    feed = settings.feed(args.feed)
+    feed = _configured_feed(settings, args.feed)
     if feed is None:
-        print(f"yizheng: no feed named {args.feed!r} in the configuration", file=sys.stderr)
         return 2
     if feed.kind != "ledger":
         ledgers = ", ".join(f.name for f in settings.feeds if f.kind == "ledger") or "none"
