@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from feeds.record import KINDS, OUTCOMES, SATISFACTIONS, SHANGHAI, STAGES
+from feeds.record import KINDS, OUTCOMES, SATISFACTIONS, SHANGHAI, STAGE_LABELS, STAGES
 
 __all__ = [
     "CLOSED_STAGES",
@@ -32,14 +32,6 @@ __all__ = [
 OPEN_STAGES = ("registered", "assigned", "in_progress")
 CLOSED_STAGES = ("resolved", "replied", "verified")
 
-STAGE_LABELS = {
-    "registered": "已登记",
-    "assigned": "已交办",
-    "in_progress": "办理中",
-    "resolved": "已办结",
-    "replied": "已回复",
-    "verified": "已回访",
-}
 OUTCOME_LABELS = {
     "resolved": "已解决",
     "explained": "已解释说明",

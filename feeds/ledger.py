@@ -42,6 +42,7 @@ from feeds.record import (
     MAX_SOURCE_ID,
     MAX_SUMMARY,
     OUTCOMES,
+    STAGE_LABELS,
     STAGES,
     Batch,
     CaseRecord,
@@ -105,14 +106,6 @@ STATUS_WORDS: dict[str, tuple[str, str | None]] = {
     "已答复": ("replied", None),
     "已回访": ("verified", None),
     "已抽查": ("verified", None),
-}
-STAGE_LABELS: dict[str, str] = {
-    "registered": "已登记",
-    "assigned": "已交办",
-    "in_progress": "办理中",
-    "resolved": "已办结",
-    "replied": "已回复",
-    "verified": "已回访",
 }
 SATISFACTION_WORDS: dict[str, str] = {
     "满意": "satisfied",

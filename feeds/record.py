@@ -24,6 +24,15 @@ STAGES: tuple[str, ...] = (
     "replied",
     "verified",
 )
+#: What screens, staff and ledgers call each stage.
+STAGE_LABELS: dict[str, str] = {
+    "registered": "已登记",
+    "assigned": "已交办",
+    "in_progress": "办理中",
+    "resolved": "已办结",
+    "replied": "已回复",
+    "verified": "已回访",
+}
 OUTCOMES: tuple[str, ...] = ("resolved", "explained", "planned")
 KINDS: tuple[str, ...] = ("consult", "general")
 SATISFACTIONS: tuple[str, ...] = ("satisfied", "basically_satisfied", "dissatisfied")
