@@ -38,6 +38,20 @@ TOWNS = [
     {"slug": "xiangshi", "name": "响石镇"},
     {"slug": "shinian", "name": "石碾镇"},
 ]
+#: Every way an adapter may name those towns (slug or name) -> slug.
+TOWN_LOOKUP = {key: t["slug"] for t in TOWNS for key in (t["slug"], t["name"])}
+
+
+def open311_feed(base: str, interval: float, **more: object) -> dict[str, object]:
+    """The `hotline` feed: Open311 GeoReport v2 at `{base}/open311/v2` (the simulator's
+    path, or a test server's)."""
+    return {
+        "name": "hotline",
+        "kind": "open311",
+        "url": f"{base}/open311/v2",
+        "interval": interval,
+        **more,
+    }
 
 
 def settings_dict(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

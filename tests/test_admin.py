@@ -24,7 +24,14 @@ from display.auth import hash_password
 from display.context import board_token_hash
 from display.settings import Settings
 from display.views.admin import routes as admin_routes
-from tests.conftest import LiveServer, case_record, push_records, read_sse, serve_app
+from tests.conftest import (
+    LiveServer,
+    case_record,
+    open311_feed,
+    push_records,
+    read_sse,
+    serve_app,
+)
 
 PASSWORD = "correct-horse-battery"
 _HASH = hash_password(PASSWORD)
@@ -725,16 +732,7 @@ async def test_sync_now_wakes_a_pull_feed(make_settings: Callable[..., Settings]
 
     sim = Simulator([("longshi", "龙市镇")], seed=3, step_seconds=3600, initial_cases=2)
     async with serve_app(sim.app) as (sim_url, _):
-        settings = make_settings(
-            feeds=[
-                {
-                    "name": "hotline",
-                    "kind": "open311",
-                    "url": f"{sim_url}/open311/v2",
-                    "interval": 3600,
-                }
-            ]
-        )
+        settings = make_settings(feeds=[open311_feed(sim_url, 3600)])
         app = create_app(settings)
         async with serve_app(app) as (base, server):
             live = LiveServer(app, base, server)

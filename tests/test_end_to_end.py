@@ -12,7 +12,15 @@ import httpx
 from display.app import create_app
 from display.settings import Settings
 from feeds.simulator import Simulator
-from tests.conftest import all_cases, case_record, poll_until, push_records, read_sse, serve_app
+from tests.conftest import (
+    all_cases,
+    case_record,
+    open311_feed,
+    poll_until,
+    push_records,
+    read_sse,
+    serve_app,
+)
 
 
 async def test_simulator_stage_change_reaches_sse_subscriber(
@@ -21,16 +29,7 @@ async def test_simulator_stage_change_reaches_sse_subscriber(
     towns = [("longshi", "龙市镇"), ("huangjia", "黄家镇")]
     sim = Simulator(towns, seed=7, step_seconds=3600, initial_cases=12)
     async with serve_app(sim.app) as (sim_url, _):
-        settings = make_settings(
-            feeds=[
-                {
-                    "name": "hotline",
-                    "kind": "open311",
-                    "url": f"{sim_url}/open311/v2",
-                    "interval": 0.3,
-                }
-            ]
-        )
+        settings = make_settings(feeds=[open311_feed(sim_url, 0.3)])
         app = create_app(settings)
         async with serve_app(app) as (base, _), httpx.AsyncClient(timeout=10) as client:
             # The first pull lands every simulated case.

@@ -23,19 +23,9 @@ from feeds.adapters import FeedError, build_adapter
 from feeds.open311 import Open311Adapter, parse_xml
 from feeds.record import Batch, CaseRecord
 from feeds.simulator import RunningServer, Simulator, serve_app, serve_simulator
+from tests.conftest import TOWN_LOOKUP
 
-TOWNS = {
-    "longshi": "longshi",
-    "龙市镇": "longshi",
-    "huangjia": "huangjia",
-    "黄家镇": "huangjia",
-    "shuangfeng": "shuangfeng",
-    "双凤镇": "shuangfeng",
-    "xiangshi": "xiangshi",
-    "响石镇": "xiangshi",
-    "shinian": "shinian",
-    "石碾镇": "shinian",
-}
+TOWNS = TOWN_LOOKUP
 
 
 def adapter(url: str, **options: Any) -> Open311Adapter:

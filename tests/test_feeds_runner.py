@@ -14,19 +14,9 @@ from feeds.adapters import build_adapter
 from feeds.record import Batch, CaseRecord, Rejected
 from feeds.runner import FeedRunner, backoff_delay, pull_once
 from feeds.simulator import RunningServer, Simulator, serve_simulator
+from tests.conftest import TOWN_LOOKUP
 
-TOWNS = {
-    "longshi": "longshi",
-    "龙市镇": "longshi",
-    "huangjia": "huangjia",
-    "黄家镇": "huangjia",
-    "shuangfeng": "shuangfeng",
-    "双凤镇": "shuangfeng",
-    "xiangshi": "xiangshi",
-    "响石镇": "xiangshi",
-    "shinian": "shinian",
-    "石碾镇": "shinian",
-}
+TOWNS = TOWN_LOOKUP
 
 
 class MemorySink:

@@ -29,7 +29,14 @@ from tests.browser import (
     launch_browser,
     open_page,
 )
-from tests.conftest import PUSH_SECRET, case_record, free_port, push_records, serve_app
+from tests.conftest import (
+    PUSH_SECRET,
+    case_record,
+    free_port,
+    open311_feed,
+    push_records,
+    serve_app,
+)
 from tests.test_kiosk import SECRET_SUMMARY, api_value, days_ago, expected_text, seed
 
 __all__ = ["browser_page", "chromium_browser"]  # fixtures used below
@@ -449,12 +456,7 @@ async def test_demo_screenshots(make_settings: Callable[..., Settings]) -> None:
         settings = make_settings(
             feeds=[
                 {"name": "push", "kind": "webhook", "secret": PUSH_SECRET},
-                {
-                    "name": "hotline",
-                    "kind": "open311",
-                    "url": f"{sim_url}/open311/v2",
-                    "interval": 60,
-                },
+                open311_feed(sim_url, 60),
             ]
         )
         app = make_app(settings)

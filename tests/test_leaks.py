@@ -19,6 +19,7 @@ from display.settings import Settings
 from tests.conftest import (
     all_cases,
     case_record,
+    open311_feed,
     poll_until,
     push_records,
     read_sse,
@@ -201,12 +202,7 @@ async def test_open311_requesters_never_reach_public_outputs(tmp_path: Path) -> 
             settings_dict(
                 tmp_path,
                 feeds=[
-                    {
-                        "name": "hotline",
-                        "kind": "open311",
-                        "url": f"{sim_url}/open311/v2",
-                        "interval": 0.3,
-                    },
+                    open311_feed(sim_url, 0.3),
                 ],
             )
         )
@@ -269,12 +265,7 @@ async def test_a_failing_feed_logs_and_stores_its_error_without_personal_data(
             settings_dict(
                 tmp_path,
                 feeds=[
-                    {
-                        "name": "hotline",
-                        "kind": "open311",
-                        "url": f"{src_url}/open311/v2",
-                        "interval": 0.2,
-                    },
+                    open311_feed(src_url, 0.2),
                 ],
             )
         )

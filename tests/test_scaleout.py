@@ -41,6 +41,7 @@ from feeds.simulator import Simulator
 from tests.conftest import (
     case_record,
     free_port,
+    open311_feed,
     push_records,
     read_sse,
     serve_app,
@@ -208,12 +209,7 @@ async def test_the_leader_runs_the_feeds_and_stops_them_cleanly(
 ) -> None:
     sim = Simulator([("longshi", "龙市镇")], seed=5, step_seconds=3600, initial_cases=3)
     async with serve_app(sim.app) as (sim_url, _):
-        feed = {
-            "name": "hotline",
-            "kind": "open311",
-            "url": f"{sim_url}/open311/v2",
-            "interval": 0.2,
-        }
+        feed = open311_feed(sim_url, 0.2)
         app = create_app(make_settings(feeds=[feed]))
         ctx = app.state.ctx
         async with serve_app(app):
@@ -439,7 +435,7 @@ async def test_killing_the_feed_leader_hands_the_feeds_to_another(
     async with serve_app(sim.app) as (sim_url, _):
         feeds = [
             {"name": "push", "kind": "webhook", "secret": "test-push-secret-0123456789"},
-            {"name": "hotline", "kind": "open311", "url": f"{sim_url}/open311/v2", "interval": 0.3},
+            open311_feed(sim_url, 0.3),
         ]
         with _processes(tmp_path, ["a", "b"], database={"url": pg_url}, feeds=feeds) as procs:
             store = PostgresStore(pg_url, listen=False)
