@@ -144,7 +144,7 @@ async def bench_serve(port: int, workdir: Path, requests: int, connections: int)
 
     import httpx
 
-    from feeds.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+    from feeds.webhook import signed_headers
 
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(timeout=10) as client:
@@ -180,11 +180,7 @@ async def bench_serve(port: int, workdir: Path, requests: int, connections: int)
         r = await client.post(
             f"{base}/feeds/push/push",
             content=body,
-            headers={
-                "content-type": "application/json",
-                TIMESTAMP_HEADER: str(ts),
-                SIGNATURE_HEADER: sign(SECRET, ts, body),
-            },
+            headers=signed_headers(SECRET, ts, body),
         )
         r.raise_for_status()
         await asyncio.sleep(1.0)  # debounced re-render

@@ -671,7 +671,7 @@ class Pusher:
         self.ts = int(time.time())
 
     async def push(self, town: str = "longshi") -> None:
-        from feeds.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+        from feeds.webhook import signed_headers
 
         self.n += 1
         rec = {
@@ -692,11 +692,7 @@ class Pusher:
         r = await self.http.post(
             f"{url}/feeds/push/push",
             content=body,
-            headers={
-                "content-type": "application/json",
-                TIMESTAMP_HEADER: str(ts),
-                SIGNATURE_HEADER: sign(SECRET, ts, body),
-            },
+            headers=signed_headers(SECRET, ts, body),
         )
         r.raise_for_status()
 

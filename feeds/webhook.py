@@ -54,6 +54,15 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def signed_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers a sender posts `body` (JSON) with, signed at `timestamp`."""
+    return {
+        "content-type": "application/json",
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+    }
+
+
 class ReplayGuard:
     """Remembers accepted signatures until they fall out of the skew window.
 

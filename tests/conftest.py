@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from display.app import create_app
 from display.settings import Settings, parse
-from feeds.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from feeds import webhook
 
 T = TypeVar("T")
 
@@ -155,12 +155,9 @@ async def live(settings: Settings) -> AsyncIterator[LiveServer]:
 def signed_headers(
     body: bytes, secret: str = PUSH_SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
-    ts = int(time.time()) if timestamp is None else timestamp
-    return {
-        "content-type": "application/json",
-        TIMESTAMP_HEADER: str(ts),
-        SIGNATURE_HEADER: sign(secret, ts, body),
-    }
+    return webhook.signed_headers(
+        secret, int(time.time()) if timestamp is None else timestamp, body
+    )
 
 
 _last_push_ts = [0]
