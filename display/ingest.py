@@ -175,7 +175,9 @@ class Ingestor:
     ) -> tuple[list[CaseChange], list[Rejected], int, dict[str, bytes]]:
         """The public copies of a batch's records, skipping those known unchanged."""
         changes: list[CaseChange] = []
-        rejected: list[Rejected] = list(batch.rejected)
+        # Adapters never put a value in a reason on purpose, but a reason is text from
+        # the feed's side on its way into the database: it is redacted like any other.
+        rejected = [Rejected(r.source_id, redact(r.reason).text) for r in batch.rejected]
         # The last version of a record within one batch wins.
         last = {rec.source_id: i for i, rec in enumerate(batch.records)}
         skipped = 0

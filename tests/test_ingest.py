@@ -230,3 +230,18 @@ async def test_an_unchanged_record_is_not_redacted_again(ingestor: Ingestor, sto
     again = await ingestor.ingest("f", Batch(records=[moved, batch[1]]))
     assert again.unchanged == 2
     assert calls[-2:] == ["FP-1", "FP-2"]
+
+
+async def test_a_reason_that_quotes_the_source_is_redacted_before_the_quarantine(
+    ingestor: Ingestor, store: Store
+) -> None:
+    """Adapters name fields, not values; but a reason is text coming from the feed's side,
+    and a source may put anything where a status word belongs (Open311 quotes unknown
+    statuses). The quarantine gets it redacted."""
+    quoted = f"办理状态（status）：无法识别的状态 '联系人{NAME}电话{PHONE}'"
+    counts = await ingestor.ingest("hotline", Batch(rejected=[Rejected("Q-9", quoted)]))
+    assert counts.quarantined == 1
+    [problem] = await store.quarantine("hotline")
+    assert problem.source_id == "Q-9" and "无法识别的状态" in problem.reason
+    assert NAME not in problem.reason and PHONE not in problem.reason
+    assert all(NAME not in r and PHONE not in r for _, r in counts.reasons)
