@@ -92,7 +92,6 @@ UPSERT_CASE = (
 )
 INSERT_EVENT = "INSERT INTO events (at, kind, town, data) VALUES (?, ?, ?, ?)"
 SELECT_NOTICE = f"SELECT {NOTICE_SELECT} FROM notices WHERE id=?"
-QUARANTINE_KEYS = "SELECT source_key FROM quarantine WHERE feed = ?"
 # One row per problem (migration 0004): seen again, it is counted, not repeated.
 UPSERT_PROBLEM = (
     "INSERT INTO quarantine (feed, source_id, source_key, reason, at, first_at, seen) "
@@ -327,16 +326,16 @@ class SqlStore(ABC):
     ) -> None:
         """Keep the feed's quarantine to its current problems: a record accepted now
         leaves it, a record refused now is listed once (last seen, how often)."""
-        if changes:
-            listed = {r[0] for r in await conn.fetchall(QUARANTINE_KEYS, (feed,))}
-            if listed:
-                accepted = {ch.source_id for ch in changes} - {sid for sid, _ in refused}
-                cleared = sorted(listed & accepted)
-                if cleared:
-                    await conn.executemany(
-                        "DELETE FROM quarantine WHERE feed = ? AND source_key = ?",
-                        [(feed, key) for key in cleared],
-                    )
+        # The cost follows the batch, not the size of the quarantine: one probe when the
+        # feed has no problems listed (the usual case), else one index lookup per record.
+        if changes and await conn.fetchone(
+            "SELECT 1 FROM quarantine WHERE feed = ? LIMIT 1", (feed,)
+        ):
+            accepted = {ch.source_id for ch in changes} - {sid for sid, _ in refused}
+            await conn.executemany(
+                "DELETE FROM quarantine WHERE feed = ? AND source_key = ?",
+                [(feed, key) for key in sorted(accepted)],
+            )
         if refused:
             await conn.executemany(
                 UPSERT_PROBLEM,
